@@ -685,12 +685,59 @@ static void router_install(struct router *r, struct tr_rooms *rooms)
 	free(conns);
 	tr_info("rooms loaded rooms=%zu endpoints=%zu connectors=%zu", t->rooms.n_rooms,
 		t->n_endpoints, n_conn);
-	router_store_table(r);
+	if (strcmp(r->cfg->rooms_path, "redis:") != 0)
+		router_store_table(r);
+}
+
+static bool router_follows_redis(const struct router *r)
+{
+	return strcmp(r->cfg->rooms_path, "redis:") == 0;
+}
+
+/* TRESTLE_ROOMS=redis: this router has no rooms file and follows the table another router
+ * keeps in Redis (read when Redis comes up and on SIGHUP). */
+static void router_followed_reply(struct tr_redis *rd, redisReply *reply, void *arg)
+{
+	(void)rd;
+	struct router *r = arg;
+	char err[TR_ERR_LEN] = "no table in Redis yet";
+	json_t *j = NULL;
+	struct tr_rooms rooms = {0};
+	if (reply && reply->type == REDIS_REPLY_STRING)
+		j = json_loadb(reply->str, reply->len, 0, NULL);
+	if (j && tr_rooms_from_json(j, &rooms, err) == TR_OK) {
+		router_install(r, &rooms);
+		r->table_stored = true; /* it came from Redis: nothing to write back */
+		if (!r->stopping)
+			tr_bus_pause(r->bus, r->paused);
+	} else if (reply) {
+		tr_error("rooms from Redis refused: %s", err);
+	}
+	json_decref(j);
+}
+
+static void router_follow(struct router *r)
+{
+	char *key = tr_xasprintf("%s:rooms", r->cfg->prefix);
+	const char *argv[] = {"GET", key};
+	if (tr_redis_cmd(r->redis, router_followed_reply, r, 2, argv, NULL) != TR_OK)
+		tr_warn("redis not ready; the table will be read when it is");
+	free(key);
 }
 
 /* Loads the rooms file; on error logs every FILE:LINE problem and returns TR_E_CONFIG. */
 static int router_load_rooms(struct router *r)
 {
+	if (router_follows_redis(r)) {
+		if (!r->table) {
+			struct tr_rooms none = {0};
+			r->table = rt_table_new(&none);
+			r->table_stored = true;
+		} else {
+			router_follow(r);
+		}
+		return TR_OK;
+	}
 	struct tr_rooms rooms = {0};
 	struct tr_buf errs;
 	tr_buf_init(&errs, 1024 * 1024);
@@ -729,6 +776,8 @@ static void router_scripts_done(struct tr_redis *rd, redisReply *reply, void *ar
 	(void)rd;
 	(void)reply;
 	struct router *r = arg;
+	if (router_follows_redis(r))
+		router_follow(r);
 	router_store_table(r);
 	router_kick(r);
 }
@@ -972,6 +1021,9 @@ int router_run(const struct router_config *cfg)
 	uv_signal_start(&r->sig_term, router_on_signal, SIGTERM);
 	uv_signal_start(&r->sig_int, router_on_signal, SIGINT);
 	uv_signal_start(&r->sig_hup, router_on_signal, SIGHUP);
+	/* A follower reads nothing from the broker before it has its table. */
+	if (router_follows_redis(r))
+		tr_bus_pause(r->bus, true);
 	if (tr_redis_start(r->redis) != TR_OK || tr_bus_start(r->bus) != TR_OK)
 		goto out;
 	uv_run(r->loop, UV_RUN_DEFAULT);
