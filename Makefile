@@ -19,8 +19,8 @@ WERROR   ?=
 FUZZ_SECONDS ?= 30
 
 PKGS     := libmosquitto libuv jansson hiredis libcmark
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
             -Wno-missing-field-initializers
@@ -64,7 +64,9 @@ STUB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/stubs/*.c))
 TESTBIN_SRC := $(wildcard tests/bin/*.c)
 TESTBINS  := $(TESTBIN_SRC:tests/bin/%.c=$(BUILD)/test/%)
 
-.PHONY: all check integration test fuzz fuzz-build bench lint clean demo
+.PHONY: all check integration test fuzz fuzz-build bench lint clean demo deps
+deps:
+	@deploy/deps.sh
 all: $(BINS) $(TESTBINS)
 
 $(BUILD)/obj/.empty.o:
@@ -97,7 +99,13 @@ check: $(UNIT_BINS)
 integration: all
 	TRESTLE_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
-test: all check integration
+# The README's test command: installs missing Debian packages first (deploy/deps.sh), so it
+# works on a fresh machine; the sub-makes see the freshly installed pkg-config files.
+test:
+	@deploy/deps.sh
+	$(MAKE) all
+	$(MAKE) check
+	$(MAKE) integration
 
 # libFuzzer: each tests/fuzz/fuzz_X.c links the common sources built with clang.
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
@@ -119,7 +127,9 @@ fuzz: $(FUZZ_BINS)
 bench: all
 	TRESTLE_BUILD=$(BUILD) $(PYTHON) bench/run.py
 
-demo: all
+demo:
+	@deploy/deps.sh
+	$(MAKE) all
 	deploy/local/demo.sh
 
 LINT_C := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
