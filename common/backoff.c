@@ -4,8 +4,8 @@
 #include <unistd.h>
 #include "backoff.h"
 
-const struct tr_backoff_policy tr_backoff_connect = {.base_ms = 500, .max_ms = 30000,
-						     .jitter_pct = 30};
+const struct tr_backoff_policy tr_backoff_connect = {
+    .base_ms = 500, .max_ms = 30000, .jitter_pct = 30};
 
 static uint64_t tr_rng_state = 0x9E3779B97F4A7C15ull;
 
@@ -13,7 +13,8 @@ void tr_random_seed(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	tr_rng_state ^= ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+	tr_rng_state ^=
+	    ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
 	if (!tr_rng_state)
 		tr_rng_state = 1;
 }
@@ -31,7 +32,7 @@ uint32_t tr_random(void)
 uint32_t tr_backoff_delay(const struct tr_backoff_policy *p, unsigned attempt, uint32_t rnd)
 {
 	uint64_t d = p->base_ms;
-	for (unsigned i = 0; i < attempt && d < p->max_ms; i++)
+	for (unsigned i = 0; i < attempt && d && d < p->max_ms; i++)
 		d *= 2;
 	if (d > p->max_ms)
 		d = p->max_ms;

@@ -36,8 +36,10 @@ void tr_env_fail(struct tr_env *e, const char *name, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	e->n_errors++;
-	/* A full error buffer still counts the error; the first lines say enough. */
-	(void)tr_buf_printf(&e->errors, "%s: %s\n", name, msg);
+	/* A full error buffer still counts the error; the first lines say enough. (A (void) cast
+	 * does not silence gcc's warn_unused_result.) */
+	if (tr_buf_printf(&e->errors, "%s: %s\n", name, msg) != TR_OK)
+		return;
 }
 
 static char *tr_env_read_file(struct tr_env *e, const char *name, const char *path)
@@ -91,8 +93,11 @@ char *tr_env_str(struct tr_env *e, const char *name, const char *def)
 		tr_env_fail(e, name, "set both %s and %s; keep one", name, file_name);
 		return tr_xstrdup(def);
 	}
-	if (f)
-		return tr_env_read_file(e, name, f);
+	if (f) {
+		char *s = tr_env_read_file(e, name, f);
+		/* The problem is recorded; the caller still gets the default, as documented. */
+		return s ? s : tr_xstrdup(def);
+	}
 	if (v)
 		return tr_xstrdup(v);
 	return tr_xstrdup(def);
@@ -100,10 +105,13 @@ char *tr_env_str(struct tr_env *e, const char *name, const char *def)
 
 char *tr_env_required(struct tr_env *e, const char *name)
 {
+	int before = e->n_errors;
 	char *v = tr_env_str(e, name, NULL);
 	if (!v || !*v) {
 		free(v);
-		tr_env_fail(e, name, "required (set %s or %s_FILE)", name, name);
+		/* An unreadable NAME_FILE was reported already: one problem, one line. */
+		if (e->n_errors == before)
+			tr_env_fail(e, name, "required (set %s or %s_FILE)", name, name);
 		return NULL;
 	}
 	return v;
@@ -112,6 +120,9 @@ char *tr_env_required(struct tr_env *e, const char *name)
 int tr_parse_long(const char *s, long min, long max, long *out)
 {
 	if (!s || !*s)
+		return TR_E_INVAL;
+	/* strtol would skip leading white space and accept '+'. */
+	if (!(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
 		return TR_E_INVAL;
 	char *end = NULL;
 	errno = 0;

@@ -12,9 +12,10 @@ static int tr_url_hex(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
-	c = tolower(c);
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
 	return -1;
 }
 
@@ -148,6 +149,6 @@ char *tr_url_redacted(const struct tr_url *u)
 	const char *h6 = strchr(u->host, ':') ? "[" : "";
 	const char *h6e = *h6 ? "]" : "";
 	return tr_xasprintf("%s://%s%s%s%s%s%s:%d%s%s", u->scheme, u->user ? u->user : "",
-			    u->password ? ":***" : "", (u->user || u->password) ? "@" : "", h6,
-			    u->host, h6e, u->port, u->path ? "/" : "", u->path ? u->path : "");
+	                    u->password ? ":***" : "", (u->user || u->password) ? "@" : "", h6,
+	                    u->host, h6e, u->port, u->path ? "/" : "", u->path ? u->path : "");
 }
