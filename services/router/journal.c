@@ -261,7 +261,8 @@ struct journal *journal_open(const char *dir, journal_replay_fn *fn, void *arg,
 		nums[n_nums++] = num;
 	}
 	closedir(d);
-	qsort(nums, n_nums, sizeof(*nums), journal_cmp_num);
+	if (n_nums)
+		qsort(nums, n_nums, sizeof(*nums), journal_cmp_num);
 	for (size_t i = 0; i < n_nums; i++) {
 		char *path = journal_path(j, nums[i]);
 		journal_read_segment(path, &pend, &n_pend, &cap_pend, &idx);
