@@ -10,6 +10,7 @@
 #   make bench                throughput/latency/RSS figures, see bench/README.md
 #   make lint                 clang-format, banned functions, getenv outside env.c
 
+.DEFAULT_GOAL := all
 BUILD    ?= build
 CC       ?= cc
 CLANG    ?= clang

@@ -48,7 +48,7 @@ struct tr_bus {
 	uv_timer_t misc_timer;
 	uv_timer_t retry_timer;
 	struct tr_backoff backoff;
-	bool started, connected, paused, closing;
+	bool started, connected, paused, closing, ephemeral;
 	bool logged_down; /* a failure was logged since the last state change */
 	unsigned pending;
 	int next_id;                  /* our publish ids: libmosquitto's mids are per connection */
@@ -282,7 +282,7 @@ static void tr_bus_try_connect(struct tr_bus *b)
 {
 	mosquitto_property *props = NULL;
 	int rc = mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
-					      TR_BUS_SESSION_EXPIRY_S);
+					      b->ephemeral ? 0 : TR_BUS_SESSION_EXPIRY_S);
 	if (rc == MOSQ_ERR_SUCCESS)
 		/* libmosquitto 2.0 keeps no CONNECT properties for reconnects, so every connect
 		 * goes through connect_bind_v5 to carry the session expiry (without it a v5
@@ -384,7 +384,8 @@ struct tr_bus *tr_bus_new(uv_loop_t *loop, const struct tr_bus_opts *o, char err
 	tr_backoff_init(&b->backoff, &tr_backoff_connect);
 
 	mosquitto_lib_init();
-	b->mosq = mosquitto_new(b->client_id, false, b);
+	b->ephemeral = o->ephemeral;
+	b->mosq = mosquitto_new(b->client_id, o->ephemeral, b);
 	if (!b->mosq) {
 		snprintf(err, TR_ERR_LEN, "cannot create MQTT client");
 		goto fail;
@@ -480,7 +481,7 @@ int tr_bus_publish(struct tr_bus *b, const char *topic, const void *payload, siz
 
 void tr_bus_pause(struct tr_bus *b, bool paused)
 {
-	if (b->paused == paused)
+	if (b->paused == paused || b->closing)
 		return;
 	b->paused = paused;
 	tr_debug("reading %s", paused ? "paused" : "resumed");
@@ -510,7 +511,7 @@ void tr_bus_close(struct tr_bus *b, unsigned timeout_ms, tr_bus_closed_fn *done,
 	if (b->closing)
 		return;
 	b->closing = true;
-	b->paused = true;
+	b->paused = false;
 	if (b->poll)
 		tr_bus_update_poll(b);
 	if (!b->started) {

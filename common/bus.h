@@ -36,6 +36,7 @@ struct tr_bus_opts {
 	unsigned receive_max; /* in-flight QoS 1 messages the broker may send us; 0 = 100 */
 	unsigned keepalive_s; /* 0 = 30 */
 	const char *ca_file;  /* mqtts: CA bundle; NULL = the system's */
+	bool ephemeral;       /* clean start, no session kept (command-line tools) */
 	tr_bus_msg_fn *on_msg;
 	tr_bus_state_fn *on_state;
 	tr_bus_acked_fn *on_acked; /* may be NULL */
@@ -55,8 +56,10 @@ int tr_bus_publish(struct tr_bus *b, const char *topic, const void *payload, siz
  * unacknowledged: this is how a service applies back-pressure. */
 void tr_bus_pause(struct tr_bus *b, bool paused);
 bool tr_bus_connected(const struct tr_bus *b);
-/* Publishes nothing new; waits (at most timeout_ms) for outgoing QoS 1 messages to be
- * acknowledged, sends DISCONNECT, closes handles, then calls done. */
+/* Waits (at most timeout_ms) for outgoing QoS 1 messages to be acknowledged, sends
+ * DISCONNECT, closes handles, then calls done. Reading goes on meanwhile (acknowledgements
+ * share the socket with messages), so on_msg may still be called: a caller that cannot handle
+ * a message then must keep it durably, since the broker considers it delivered. */
 void tr_bus_close(struct tr_bus *b, unsigned timeout_ms, tr_bus_closed_fn *done, void *arg);
 /* Frees a closed (or never started) bus. */
 void tr_bus_free(struct tr_bus *b);

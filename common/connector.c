@@ -358,9 +358,61 @@ static void conn_handle_closed(uv_handle_t *h)
 	(void)h;
 }
 
+/* Out events taken from the broker but not delivered when the connector stops are kept in
+ * the state dir and delivered first at the next start: the broker will not send them again. */
+static void conn_save_held(struct tr_conn *c)
+{
+	struct tr_buf b;
+	tr_buf_init(&b, 512u * 1024 * 1024);
+	size_t n = 0;
+	for (struct conn_held *h = c->held; h; h = h->next) {
+		char *payload = NULL;
+		char err[TR_ERR_LEN];
+		if (tr_event_encode(&h->ev, &payload, err) != TR_OK)
+			continue;
+		if (tr_buf_appends(&b, payload) == TR_OK && tr_buf_append(&b, "\n", 1) == TR_OK)
+			n++;
+		free(payload);
+	}
+	if (n && tr_conn_state_write(c, "held", b.data, b.len) == TR_OK)
+		tr_info("kept %zu undelivered events for the next start", n);
+	tr_buf_cleanup(&b);
+}
+
+static void conn_load_held(struct tr_conn *c)
+{
+	char *data = NULL;
+	size_t len = 0;
+	if (tr_conn_state_read(c, "held", &data, &len) != TR_OK)
+		return;
+	size_t n = 0;
+	for (char *line = data; *line;) {
+		char *nl = strchr(line, '\n');
+		size_t ll = nl ? (size_t)(nl - line) : strlen(line);
+		struct tr_event ev = {0};
+		char err[TR_ERR_LEN];
+		if (tr_event_decode(line, ll, true, &ev, err) == TR_OK) {
+			struct conn_held *h = tr_xcalloc(1, sizeof(*h));
+			h->ev = ev;
+			*c->held_tail = h;
+			c->held_tail = &h->next;
+			c->n_held++;
+			n++;
+		}
+		line += ll + (nl ? 1 : 0);
+	}
+	free(data);
+	char *path = tr_xasprintf("%s/%s.held", c->state_dir, c->name);
+	unlink(path);
+	free(path);
+	if (n)
+		tr_info("delivering %zu events kept from the last stop", n);
+}
+
 static void conn_bus_closed(void *arg)
 {
 	struct tr_conn *c = arg;
+	conn_save_held(c);
 	uv_close((uv_handle_t *)&c->reconnect, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->sig_term, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->sig_int, conn_handle_closed);
@@ -571,6 +623,7 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	c->sig_term.data = c->sig_int.data = c;
 	uv_signal_start(&c->sig_term, conn_on_signal, SIGTERM);
 	uv_signal_start(&c->sig_int, conn_on_signal, SIGINT);
+	conn_load_held(c);
 	c->st = TR_STATE_STARTING;
 	c->st_detail = tr_xstrdup("connecting");
 	conn_publish_status(c);

@@ -213,7 +213,7 @@ static void tr_redis_on_watchdog(uv_timer_t *t)
 		return;
 	uint64_t now = uv_now(r->loop);
 	bool stuck = false;
-	if (!r->connected && now - r->connect_started > r->timeout_ms)
+	if (!r->connected && now - r->connect_started > (r->timeout_ms < 2000 ? r->timeout_ms : 2000))
 		stuck = true;
 	if (r->sent_len && now - r->sent[r->sent_head] > r->timeout_ms)
 		stuck = true;
