@@ -191,7 +191,7 @@ static void journal_read_segment(const char *path, struct journal_pending **pend
 				free(p->payload);
 				free(p->token);
 				free(p->connector);
-				p->payload = NULL;
+				p->payload = p->token = p->connector = NULL;
 			}
 			continue;
 		}
