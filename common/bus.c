@@ -394,7 +394,8 @@ struct tr_bus *tr_bus_new(uv_loop_t *loop, const struct tr_bus_opts *o, char err
 	mosquitto_int_option(b->mosq, MOSQ_OPT_RECEIVE_MAXIMUM,
 			     (int)(o->receive_max ? o->receive_max : 100));
 	mosquitto_int_option(b->mosq, MOSQ_OPT_TCP_NODELAY, 1);
-	mosquitto_max_inflight_messages_set(b->mosq, 0);
+	/* Unlimited in-flight QoS 1 makes libmosquitto rescan a long list on every ack. */
+	mosquitto_max_inflight_messages_set(b->mosq, 100);
 	mosquitto_connect_v5_callback_set(b->mosq, tr_bus_on_connect);
 	mosquitto_disconnect_v5_callback_set(b->mosq, tr_bus_on_disconnect);
 	mosquitto_message_v5_callback_set(b->mosq, tr_bus_on_message);

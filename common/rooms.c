@@ -564,6 +564,60 @@ json_t *tr_rooms_to_json(const struct tr_rooms *r)
 	return json_pack("{s:i, s:o}", "v", 1, "rooms", rooms);
 }
 
+static int tr_rooms_dump_str(struct tr_buf *out, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	int rc = tr_buf_append(out, "\"", 1);
+	for (const char *p = s; rc == TR_OK && *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '"' || c == '\\') {
+			char esc[2] = {'\\', (char)c};
+			rc = tr_buf_append(out, esc, 2);
+		} else if (c < 0x20) {
+			/* As jansson writes them: the short forms where JSON has one. */
+			const char *shortf = c == '\b' ? "\\b" : c == '\f' ? "\\f" : c == '\n' ? "\\n"
+					     : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+			char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+			rc = shortf ? tr_buf_append(out, shortf, 2) : tr_buf_append(out, u, 6);
+		} else {
+			rc = tr_buf_append(out, p, 1);
+		}
+	}
+	if (rc == TR_OK)
+		rc = tr_buf_append(out, "\"", 1);
+	return rc;
+}
+
+int tr_rooms_dump(const struct tr_rooms *r, struct tr_buf *out)
+{
+	int rc = tr_buf_appends(out, "{\"v\":1,\"rooms\":[");
+	for (size_t i = 0; rc == TR_OK && i < r->n_rooms; i++) {
+		const struct tr_room *room = &r->rooms[i];
+		rc = tr_buf_appends(out, i ? ",{\"name\":" : "{\"name\":");
+		if (rc == TR_OK)
+			rc = tr_rooms_dump_str(out, room->name);
+		if (rc == TR_OK)
+			rc = tr_buf_appends(out, ",\"endpoints\":[");
+		for (size_t j = 0; rc == TR_OK && j < room->n_eps; j++) {
+			const struct tr_endpoint *ep = &room->eps[j];
+			rc = tr_buf_appends(out, j ? ",{\"connector\":" : "{\"connector\":");
+			if (rc == TR_OK)
+				rc = tr_rooms_dump_str(out, ep->connector);
+			if (rc == TR_OK)
+				rc = tr_buf_appends(out, ",\"channel\":");
+			if (rc == TR_OK)
+				rc = tr_rooms_dump_str(out, ep->channel);
+			if (rc == TR_OK)
+				rc = tr_buf_printf(out, ",\"mode\":\"%s\"}", tr_mode_name(ep->mode));
+		}
+		if (rc == TR_OK)
+			rc = tr_buf_appends(out, "]}");
+	}
+	if (rc == TR_OK)
+		rc = tr_buf_appends(out, "]}");
+	return rc;
+}
+
 /* A string member of o, or NULL with err filled. NUL bytes are refused: jansson allows them. */
 static const char *tr_rooms_json_str(const json_t *o, const char *key, const char *where,
                                      char err[TR_ERR_LEN], size_t *len)

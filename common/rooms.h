@@ -55,6 +55,9 @@ void tr_rooms_cleanup(struct tr_rooms *r);
 /* {"v":1,"rooms":[{"name":..,"endpoints":[{"connector":..,"channel":..,"mode":..}]}]}
  * New reference. */
 json_t *tr_rooms_to_json(const struct tr_rooms *r);
+/* The same JSON text as json_dumps(tr_rooms_to_json(r), JSON_COMPACT), written straight into
+ * out without building a tree (a 10,000-room table would take megabytes of json_t). */
+int tr_rooms_dump(const struct tr_rooms *r, struct tr_buf *out) TR_MUST_CHECK;
 /* The reverse, validating as the parser does; TR_E_INVAL with err filled. */
 int tr_rooms_from_json(const json_t *j, struct tr_rooms *out, char err[TR_ERR_LEN]) TR_MUST_CHECK;
 

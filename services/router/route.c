@@ -4,6 +4,7 @@
  * order, and marked done in the journal once the broker has acknowledged every out event.
  * Owns the bus, the Redis connection, the journal, the table, metrics and the health server. */
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,9 @@ struct router {
 	struct journal *journal;
 	struct rt_table *table;
 	bool table_stored;
+	char *store_text;  /* the table's JSON until Redis has it */
+	char *store_conns; /* the connectors' JSON list until Redis has it */
+	json_t *cur_conns; /* connectors of the table in force */
 	struct tr_metrics *metrics;
 	struct tr_httpd *httpd;
 	struct job *first, *last;
@@ -132,7 +136,7 @@ struct router {
 	int exit_code;
 	char retention_s[24];
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t wait_timer, retry_timer, stop_timer;
+	uv_timer_t wait_timer, retry_timer, stop_timer, trim_timer;
 	struct tr_metric *m_acks_ok, *m_acks_failed, *m_latency, *m_redis_rc, *m_broker_rc,
 		*m_depth, *m_rooms;
 };
@@ -260,7 +264,8 @@ static void router_publish_job(struct router *r, struct job *j)
 	json_t *obj = j->ev.json;
 	double lat = (double)(router_now_ns() - j->t0_ns) / 1e9;
 	for (size_t i = 0; i < o->n_dests; i++) {
-		const struct rt_dest *d = &o->dests[i];
+		const struct rt_dest *dd = &j->table->dests[o->first + i];
+		const struct rt_origin *d = rt_dest_origin(j->table, dd);
 		const char *target = router_id_of(j, i, 0);
 		if ((j->ev.type == TR_EV_DELETE || j->ev.type == TR_EV_REACTION) && !target) {
 			router_count_drop(r, "unmapped");
@@ -274,7 +279,7 @@ static void router_publish_job(struct router *r, struct job *j)
 			if (v)
 				json_object_set_new(dest, refs[k], json_string(v));
 		}
-		json_object_set_new(obj, "room", json_string(d->room));
+		json_object_set_new(obj, "room", json_string(rt_dest_room(j->table, dd)));
 		json_object_set_new(obj, "dest", dest);
 		char *payload = json_dumps(obj, JSON_COMPACT);
 		if (!payload) {
@@ -443,7 +448,7 @@ static void router_send_job(struct router *r, struct job *j)
 		argv[a++] = ev->reply_to ? ev->reply_to : "";
 		argv[a++] = ev->thread ? ev->thread : "";
 		for (size_t i = 0; i < o->n_dests; i++)
-			argv[a++] = o->dests[i].ep;
+			argv[a++] = rt_dest_origin(j->table, &j->table->dests[o->first + i])->ep;
 		rc = tr_redis_cmd(r->redis, router_event_reply, j, (int)a, argv, NULL);
 		free(argv);
 	}
@@ -624,69 +629,84 @@ static void router_stored_reply(struct tr_redis *rd, redisReply *reply, void *ar
 		r->table_stored = false;
 		return;
 	}
+	free(r->store_text);
+	free(r->store_conns);
+	r->store_text = r->store_conns = NULL;
 	if (reply->type != REDIS_REPLY_STRING)
 		return;
-	/* Connectors in the table Redis held before but not now get an empty list: they leave. */
+	/* Connectors named before but not now get an empty list: they leave their channels. */
 	json_t *old = json_loadb(reply->str, reply->len, 0, NULL);
-	struct tr_rooms prev = {0};
-	char err[TR_ERR_LEN];
-	if (old && tr_rooms_from_json(old, &prev, err) == TR_OK) {
-		size_t n_old = 0, n_new = 0;
-		const char **was = tr_rooms_connectors(&prev, &n_old);
-		const char **now = tr_rooms_connectors(&r->table->rooms, &n_new);
-		for (size_t i = 0; i < n_old; i++) {
-			bool kept = false;
-			for (size_t k = 0; k < n_new && !kept; k++)
-				kept = strcmp(was[i], now[k]) == 0;
-			if (!kept) {
-				tr_info("connector %s left the rooms file: empty channels list", was[i]);
-				router_publish_channels(r, was[i], NULL, 0);
-			}
+	size_t i, k;
+	json_t *v, *w;
+	json_array_foreach(old, i, v)
+	{
+		const char *was = json_string_value(v);
+		bool kept = false;
+		json_array_foreach(r->cur_conns, k, w) kept = kept || (was && json_equal(v, w));
+		if (was && !kept && tr_connector_name_valid(was)) {
+			tr_info("connector %s left the rooms file: empty channels list", was);
+			router_publish_channels(r, was, NULL, 0);
 		}
-		free(was);
-		free(now);
-		tr_rooms_cleanup(&prev);
 	}
 	json_decref(old);
 }
 
-/* Keeps the table in Redis (for trestle-ctl and other routers) with GETSET, whose answer is
- * the previous table. */
+/* Keeps the table in Redis (for trestle-ctl and routers that follow it), and the list of
+ * connectors with GETSET, whose answer is the list before this load. */
 static void router_store_table(struct router *r)
 {
-	if (r->table_stored || !tr_redis_ready(r->redis))
+	if (r->table_stored || !r->store_text || !tr_redis_ready(r->redis))
 		return;
-	json_t *j = tr_rooms_to_json(&r->table->rooms);
-	char *s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
 	char *key = tr_xasprintf("%s:rooms", r->cfg->prefix);
-	const char *argv[] = {"GETSET", key, s};
-	if (tr_redis_cmd(r->redis, router_stored_reply, r, 3, argv, NULL) == TR_OK)
+	char *ckey = tr_xasprintf("%s:connectors", r->cfg->prefix);
+	const char *a1[] = {"SET", key, r->store_text};
+	const char *a2[] = {"GETSET", ckey, r->store_conns};
+	if (tr_redis_cmd(r->redis, NULL, NULL, 3, a1, NULL) == TR_OK &&
+	    tr_redis_cmd(r->redis, router_stored_reply, r, 3, a2, NULL) == TR_OK)
 		r->table_stored = true;
 	free(key);
-	free(s);
+	free(ckey);
 }
 
-static void router_install(struct router *r, struct tr_rooms *rooms)
+/* Puts rooms in force (borrowed: the caller cleans them up): the table, the channels lists,
+ * and, unless this router follows Redis, the copy kept in Redis. */
+static void router_install(struct router *r, const struct tr_rooms *rooms, bool store)
 {
 	struct rt_table *t = rt_table_new(rooms);
 	rt_table_unref(r->table);
 	r->table = t;
-	r->table_stored = false;
-	tr_metric_set(r->m_rooms, (double)t->rooms.n_rooms);
+	tr_metric_set(r->m_rooms, (double)t->n_rooms);
 	size_t n_conn = 0;
-	const char **conns = tr_rooms_connectors(&t->rooms, &n_conn);
+	const char **conns = tr_rooms_connectors(rooms, &n_conn);
+	json_decref(r->cur_conns);
+	r->cur_conns = json_array();
 	for (size_t i = 0; i < n_conn; i++) {
 		size_t n = 0;
-		const char **chans = tr_rooms_channels(&t->rooms, conns[i], &n);
+		const char **chans = tr_rooms_channels(rooms, conns[i], &n);
 		router_publish_channels(r, conns[i], chans, n);
 		free(chans);
+		json_array_append_new(r->cur_conns, json_string(conns[i]));
 	}
 	free(conns);
-	tr_info("rooms loaded rooms=%zu endpoints=%zu connectors=%zu", t->rooms.n_rooms,
-		t->n_endpoints, n_conn);
-	if (strcmp(r->cfg->rooms_path, "redis:") != 0)
-		router_store_table(r);
+	tr_info("rooms loaded rooms=%u endpoints=%u connectors=%zu", t->n_rooms, t->n_origins,
+		n_conn);
+	free(r->store_text);
+	free(r->store_conns);
+	r->store_text = r->store_conns = NULL;
+	r->table_stored = true;
+	if (store) {
+		struct tr_buf text;
+		tr_buf_init(&text, (size_t)TR_ROOMS_MAX_FILE * 4);
+		if (tr_rooms_dump(rooms, &text) == TR_OK) {
+			r->store_text = tr_buf_take(&text);
+			r->store_conns = json_dumps(r->cur_conns, JSON_COMPACT);
+			r->table_stored = false;
+			router_store_table(r);
+		} else {
+			tr_error("rooms table too large to keep in Redis");
+		}
+		tr_buf_cleanup(&text);
+	}
 }
 
 static bool router_follows_redis(const struct router *r)
@@ -706,8 +726,9 @@ static void router_followed_reply(struct tr_redis *rd, redisReply *reply, void *
 	if (reply && reply->type == REDIS_REPLY_STRING)
 		j = json_loadb(reply->str, reply->len, 0, NULL);
 	if (j && tr_rooms_from_json(j, &rooms, err) == TR_OK) {
-		router_install(r, &rooms);
-		r->table_stored = true; /* it came from Redis: nothing to write back */
+		router_install(r, &rooms, false);
+		tr_rooms_cleanup(&rooms);
+		malloc_trim(0);
 		if (!r->stopping)
 			tr_bus_pause(r->bus, r->paused);
 	} else if (reply) {
@@ -732,7 +753,6 @@ static int router_load_rooms(struct router *r)
 		if (!r->table) {
 			struct tr_rooms none = {0};
 			r->table = rt_table_new(&none);
-			r->table_stored = true;
 		} else {
 			router_follow(r);
 		}
@@ -750,9 +770,12 @@ static int router_load_rooms(struct router *r)
 			p += n + (p[n] ? 1 : 0);
 		}
 	} else {
-		router_install(r, &rooms);
+		router_install(r, &rooms, true);
 	}
+	tr_rooms_cleanup(&rooms);
 	tr_buf_cleanup(&errs);
+	/* Parsing a large file leaves freed heap behind: give it back to the system. */
+	malloc_trim(0);
 	return rc;
 }
 
@@ -852,6 +875,7 @@ static void router_redis_closed(void *arg)
 	uv_close((uv_handle_t *)&r->wait_timer, router_handle_closed);
 	uv_close((uv_handle_t *)&r->retry_timer, router_handle_closed);
 	uv_close((uv_handle_t *)&r->stop_timer, router_handle_closed);
+	uv_close((uv_handle_t *)&r->trim_timer, router_handle_closed);
 }
 
 static void router_bus_closed(void *arg)
@@ -883,6 +907,14 @@ static void router_maybe_stop(struct router *r)
 		    (j->state == J_NEW && tr_redis_ready(r->redis)) || j->outs_pending)
 			return;
 	router_shutdown(r);
+}
+
+/* After a burst the heap keeps its high-water mark; give it back once the queue is empty. */
+static void router_on_trim_timer(uv_timer_t *t)
+{
+	struct router *r = t->data;
+	if (r->n_jobs == 0)
+		malloc_trim(0);
 }
 
 static void router_on_stop_timer(uv_timer_t *t)
@@ -930,6 +962,9 @@ static void router_free(struct router *r)
 		free(v);
 	tr_map_cleanup(&r->series);
 	rt_table_unref(r->table);
+	free(r->store_text);
+	free(r->store_conns);
+	json_decref(r->cur_conns);
 	journal_close(r->journal);
 	tr_bus_free(r->bus);
 	tr_redis_free(r->redis);
@@ -997,7 +1032,9 @@ int router_run(const struct router_config *cfg)
 	uv_timer_init(r->loop, &r->wait_timer);
 	uv_timer_init(r->loop, &r->retry_timer);
 	uv_timer_init(r->loop, &r->stop_timer);
-	r->wait_timer.data = r->retry_timer.data = r->stop_timer.data = r;
+	uv_timer_init(r->loop, &r->trim_timer);
+	r->wait_timer.data = r->retry_timer.data = r->stop_timer.data = r->trim_timer.data = r;
+	uv_timer_start(&r->trim_timer, router_on_trim_timer, 5000, 5000);
 	/* Replay before the first message from the broker, so per-channel order holds. */
 	r->journal = journal_open(cfg->state_dir, router_on_replay, r, err);
 	if (!r->journal) {

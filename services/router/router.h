@@ -13,34 +13,54 @@
 
 /* ---- table.c: who receives what ---------------------------------------------------------- */
 
-struct rt_dest {
-	const char *connector, *channel; /* borrowed from the table's rooms */
-	const char *room;                /* first room shared with the origin */
-	char *ep;                        /* endpoint key, see rt_endpoint_key */
+/* Compact on purpose (10,000 rooms in a few MiB): strings live in one arena, destinations are
+ * indices, and the endpoint index is a flat open-addressing table of uint32. */
+struct rt_origin {
+	const char *connector, *channel;
+	const char *ep;    /* endpoint key, see rt_endpoint_key */
+	uint32_t first;    /* its destinations: t->dests[first .. first + n_dests) */
+	uint32_t n_dests;
+	bool can_send;     /* in some room with mode inout or in */
 };
 
-struct rt_origin {
-	bool can_send;      /* in some room with mode inout or in */
-	size_t n_dests;
-	struct rt_dest *dests;
-	char *ep;
+struct rt_dest {
+	uint32_t origin; /* the destination endpoint, an index into t->origins */
+	uint32_t room;   /* first room shared with the origin, an index into t->room_names */
 };
+
+struct rt_arena;
 
 struct rt_table {
 	int refs;
-	struct tr_rooms rooms;
-	struct tr_map by_ep; /* endpoint key -> struct rt_origin */
-	size_t n_endpoints;
+	struct rt_arena *arena;
+	struct rt_origin *origins;
+	uint32_t n_origins;
+	struct rt_dest *dests;
+	uint32_t n_dests;
+	const char **room_names;
+	uint32_t n_rooms;
+	uint32_t *slots; /* origin index + 1, 0 = empty */
+	uint32_t n_slots;
 };
 
 /* "<connector>:<byte length of channel>:<channel>": self-delimiting, so "<ep>:<msgid>" is too.
  * Newly allocated. */
 char *rt_endpoint_key(const char *connector, const char *channel);
-/* Takes the rooms (moved into the table; *rooms is left empty). refs starts at 1. */
-struct rt_table *rt_table_new(struct tr_rooms *rooms);
+/* Builds the table from rooms (borrowed: the table keeps copies of what it needs). refs
+ * starts at 1. */
+struct rt_table *rt_table_new(const struct tr_rooms *rooms);
 /* NULL when the endpoint is in no room. Borrowed. */
 const struct rt_origin *rt_table_lookup(const struct rt_table *t, const char *connector,
 					const char *channel);
+static inline const struct rt_origin *rt_dest_origin(const struct rt_table *t,
+						     const struct rt_dest *d)
+{
+	return &t->origins[d->origin];
+}
+static inline const char *rt_dest_room(const struct rt_table *t, const struct rt_dest *d)
+{
+	return t->room_names[d->room];
+}
 void rt_table_ref(struct rt_table *t);
 void rt_table_unref(struct rt_table *t);
 

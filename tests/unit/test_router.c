@@ -21,7 +21,9 @@ static struct rt_table *table_from(const char *text)
 	tr_buf_init(&errs, 4096);
 	assert_int_equal(tr_rooms_parse(text, strlen(text), "t.ini", &rooms, &errs), TR_OK);
 	tr_buf_cleanup(&errs);
-	return rt_table_new(&rooms);
+	struct rt_table *t = rt_table_new(&rooms);
+	tr_rooms_cleanup(&rooms);
+	return t;
 }
 
 /* The destinations of an endpoint as "conn/chan@room conn/chan@room", or "-" if none, or
@@ -37,8 +39,10 @@ static const char *dests_of(const struct rt_table *t, const char *conn, const ch
 	out[0] = '\0';
 	for (size_t i = 0; i < o->n_dests; i++) {
 		size_t n = strlen(out);
-		snprintf(out + n, sizeof(out) - n, "%s%s/%s@%s", i ? " " : "", o->dests[i].connector,
-			 o->dests[i].channel, o->dests[i].room);
+		const struct rt_dest *d = &t->dests[o->first + i];
+		snprintf(out + n, sizeof(out) - n, "%s%s/%s@%s", i ? " " : "",
+			 rt_dest_origin(t, d)->connector, rt_dest_origin(t, d)->channel,
+			 rt_dest_room(t, d));
 	}
 	return out[0] ? out : "-";
 }
@@ -104,6 +108,33 @@ static void test_table_refcount(void **state)
 	rt_table_unref(t);
 	assert_string_equal(dests_of(t, "x", "1"), "y/2@a");
 	rt_table_unref(t); /* ASan reports a leak or double free if the count is wrong */
+}
+
+static void test_rooms_dump_matches_jansson(void **state)
+{
+	(void)state;
+	static const char *const files[] = {
+		"[room a]\nslack = C1\nmatrix = !m:x out\n[room b.2]\nirc = #a\"b\\\\c in\n",
+		"",
+		"[room x]\nq = \xc3\xa9t\xc3\xa9\n",
+	};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		struct tr_rooms rooms = {0};
+		struct tr_buf errs, text;
+		tr_buf_init(&errs, 4096);
+		tr_buf_init(&text, 1 << 20);
+		assert_int_equal(tr_rooms_parse(files[i], strlen(files[i]), "t.ini", &rooms, &errs),
+				 TR_OK);
+		json_t *j = tr_rooms_to_json(&rooms);
+		char *want = json_dumps(j, JSON_COMPACT);
+		assert_int_equal(tr_rooms_dump(&rooms, &text), TR_OK);
+		assert_string_equal(tr_buf_str(&text), want);
+		free(want);
+		json_decref(j);
+		tr_buf_cleanup(&text);
+		tr_buf_cleanup(&errs);
+		tr_rooms_cleanup(&rooms);
+	}
 }
 
 struct replayed {
@@ -184,6 +215,7 @@ int main(void)
 		cmocka_unit_test(test_fanout_and_modes),
 		cmocka_unit_test(test_shared_endpoint_one_copy),
 		cmocka_unit_test(test_table_refcount),
+		cmocka_unit_test(test_rooms_dump_matches_jansson),
 		cmocka_unit_test(test_journal_replay),
 		cmocka_unit_test(test_journal_bad_dir),
 	};
