@@ -131,7 +131,7 @@ bench: all
 demo:
 	@deploy/deps.sh
 	$(MAKE) all
-	deploy/local/demo.sh
+	TRESTLE_BUILD=$(BUILD) deploy/local/demo.sh
 
 LINT_C := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 BANNED := sprintf|strcpy|strcat|strncpy|strtok|atoi|atol|gets|system|localtime|gmtime

@@ -6,8 +6,8 @@
 #include <stdint.h>
 
 struct tr_backoff_policy {
-	uint32_t base_ms;   /* first delay */
-	uint32_t max_ms;    /* delays never exceed it */
+	uint32_t base_ms;    /* first delay */
+	uint32_t max_ms;     /* delays never exceed it */
 	uint32_t jitter_pct; /* 0-100: how much of each delay is randomised away */
 };
 

@@ -17,7 +17,7 @@
 
 /* Sessions outlive a router or connector that is away for up to 30 days. */
 #define TR_BUS_SESSION_EXPIRY_S (30u * 24 * 3600)
-#define TR_BUS_MAX_PAYLOAD (TR_EVENT_MAX_PAYLOAD + 1024)
+#define TR_BUS_MAX_PAYLOAD      (TR_EVENT_MAX_PAYLOAD + 1024)
 
 /* A publish made while disconnected, kept in order until the next connect. */
 struct tr_bus_out {
@@ -51,8 +51,8 @@ struct tr_bus {
 	bool started, connected, paused, closing, ephemeral;
 	bool logged_down; /* a failure was logged since the last state change */
 	unsigned pending;
-	int next_id;                  /* our publish ids: libmosquitto's mids are per connection */
-	struct tr_map mids;           /* libmosquitto mid -> our id, until PUBACK */
+	int next_id;        /* our publish ids: libmosquitto's mids are per connection */
+	struct tr_map mids; /* libmosquitto mid -> our id, until PUBACK */
 	struct tr_bus_out *outq, **outq_tail;
 	unsigned long reconnects;
 	unsigned long connects;
@@ -105,13 +105,13 @@ static void tr_bus_went_down(struct tr_bus *b, const char *why)
 }
 
 static void tr_bus_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
-			      const mosquitto_property *props)
+                              const mosquitto_property *props)
 {
 	(void)props;
 	struct tr_bus *b = obj;
 	if (rc != 0) {
 		tr_error("broker refused the connection reason=\"%s\" client_id=%s",
-			 mosquitto_reason_string(rc), b->client_id);
+		         mosquitto_reason_string(rc), b->client_id);
 		/* libmosquitto closes the socket after a refusal; disconnect fires next. */
 		return;
 	}
@@ -122,10 +122,10 @@ static void tr_bus_on_connect(struct mosquitto *mosq, void *obj, int rc, int fla
 	tr_backoff_reset(&b->backoff);
 	bool session_present = (flags & 1) != 0;
 	tr_info("broker connected host=%s port=%d client_id=%s session_present=%d", b->url.host,
-		b->url.port, b->client_id, session_present);
+	        b->url.port, b->client_id, session_present);
 	if (b->n_subs) {
-		int src = mosquitto_subscribe_multiple(mosq, NULL, (int)b->n_subs, b->subs, 1, 0,
-						       NULL);
+		int src =
+		    mosquitto_subscribe_multiple(mosq, NULL, (int)b->n_subs, b->subs, 1, 0, NULL);
 		if (src != MOSQ_ERR_SUCCESS)
 			tr_error("subscribe failed reason=\"%s\"", mosquitto_strerror(src));
 	}
@@ -135,7 +135,7 @@ static void tr_bus_on_connect(struct mosquitto *mosq, void *obj, int rc, int fla
 }
 
 static void tr_bus_on_disconnect(struct mosquitto *mosq, void *obj, int rc,
-				 const mosquitto_property *props)
+                                 const mosquitto_property *props)
 {
 	(void)mosq;
 	(void)props;
@@ -145,25 +145,25 @@ static void tr_bus_on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	b->connected = false;
 	if (b->on_state && !b->logged_down && !b->closing) {
 		tr_warn("broker connection lost reason=\"%s\"",
-			rc ? mosquitto_strerror(rc) : "closed");
+		        rc ? mosquitto_strerror(rc) : "closed");
 		b->logged_down = true;
 		b->on_state(b->arg, false, false);
 	}
 }
 
 static void tr_bus_on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
-			      const mosquitto_property *props)
+                              const mosquitto_property *props)
 {
 	(void)mosq;
 	(void)props;
 	struct tr_bus *b = obj;
 	if (b->on_msg)
-		b->on_msg(b->arg, m->topic, m->payload, m->payloadlen > 0 ? (size_t)m->payloadlen : 0,
-			  m->retain);
+		b->on_msg(b->arg, m->topic, m->payload,
+		          m->payloadlen > 0 ? (size_t)m->payloadlen : 0, m->retain);
 }
 
 static void tr_bus_on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
-			      const mosquitto_property *props)
+                              const mosquitto_property *props)
 {
 	(void)mosq;
 	(void)props;
@@ -177,14 +177,14 @@ static void tr_bus_on_publish(struct mosquitto *mosq, void *obj, int mid, int re
 		b->pending--;
 	if (reason >= 0x80)
 		tr_warn("broker refused a publish mid=%d reason=\"%s\"", mid,
-			mosquitto_reason_string(reason));
+		        mosquitto_reason_string(reason));
 	if (b->on_acked)
 		b->on_acked(b->arg, (int)(intptr_t)v);
 }
 
 /* Hands one publish to libmosquitto and remembers which of our ids its mid stands for. */
 static int tr_bus_send(struct tr_bus *b, int id, const char *topic, const void *payload, size_t len,
-		       bool retain)
+                       bool retain)
 {
 	int m = 0;
 	int rc = mosquitto_publish_v5(b->mosq, &m, topic, (int)len, payload, 1, retain, NULL);
@@ -282,19 +282,20 @@ static void tr_bus_try_connect(struct tr_bus *b)
 {
 	mosquitto_property *props = NULL;
 	int rc = mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
-					      b->ephemeral ? 0 : TR_BUS_SESSION_EXPIRY_S);
+	                                      b->ephemeral ? 0 : TR_BUS_SESSION_EXPIRY_S);
 	if (rc == MOSQ_ERR_SUCCESS)
 		/* libmosquitto 2.0 keeps no CONNECT properties for reconnects, so every connect
 		 * goes through connect_bind_v5 to carry the session expiry (without it a v5
 		 * session would end with the connection). */
-		rc = mosquitto_connect_bind_v5(b->mosq, b->url.host, b->url.port, (int)b->keepalive_s,
-					       NULL, props);
+		rc = mosquitto_connect_bind_v5(b->mosq, b->url.host, b->url.port,
+		                               (int)b->keepalive_s, NULL, props);
 	mosquitto_property_free_all(&props);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		if (!b->logged_down) {
 			tr_warn("broker unreachable host=%s port=%d reason=\"%s\"; retrying",
-				b->url.host, b->url.port,
-				rc == MOSQ_ERR_ERRNO ? "connection failed" : mosquitto_strerror(rc));
+			        b->url.host, b->url.port,
+			        rc == MOSQ_ERR_ERRNO ? "connection failed"
+			                             : mosquitto_strerror(rc));
 			b->logged_down = true;
 		}
 		tr_bus_schedule_retry(b);
@@ -339,7 +340,7 @@ static void tr_bus_on_misc(uv_timer_t *t)
 		if (b->pending == 0 || !b->connected || b->close_deadline_ticks-- == 0) {
 			if (b->pending)
 				tr_warn("closing with %u messages not acknowledged by the broker",
-					b->pending);
+				        b->pending);
 			tr_bus_finish_close(b);
 		}
 		return;
@@ -392,7 +393,7 @@ struct tr_bus *tr_bus_new(uv_loop_t *loop, const struct tr_bus_opts *o, char err
 	}
 	mosquitto_int_option(b->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_int_option(b->mosq, MOSQ_OPT_RECEIVE_MAXIMUM,
-			     (int)(o->receive_max ? o->receive_max : 100));
+	                     (int)(o->receive_max ? o->receive_max : 100));
 	mosquitto_int_option(b->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	/* Unlimited in-flight QoS 1 makes libmosquitto rescan a long list on every ack. */
 	mosquitto_max_inflight_messages_set(b->mosq, 100);
@@ -403,14 +404,14 @@ struct tr_bus *tr_bus_new(uv_loop_t *loop, const struct tr_bus_opts *o, char err
 	mosquitto_log_callback_set(b->mosq, tr_bus_on_log);
 	if (b->url.user || b->url.password) {
 		if (mosquitto_username_pw_set(b->mosq, b->url.user ? b->url.user : "",
-					      b->url.password) != MOSQ_ERR_SUCCESS) {
+		                              b->url.password) != MOSQ_ERR_SUCCESS) {
 			snprintf(err, TR_ERR_LEN, "cannot set MQTT credentials");
 			goto fail;
 		}
 	}
 	if (tls) {
 		int rc = o->ca_file ? mosquitto_tls_set(b->mosq, o->ca_file, NULL, NULL, NULL, NULL)
-				    : mosquitto_int_option(b->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
+		                    : mosquitto_int_option(b->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
 		if (rc != MOSQ_ERR_SUCCESS) {
 			snprintf(err, TR_ERR_LEN, "TLS set-up failed: %s", mosquitto_strerror(rc));
 			goto fail;
@@ -419,9 +420,10 @@ struct tr_bus *tr_bus_new(uv_loop_t *loop, const struct tr_bus_opts *o, char err
 	if (o->will_topic) {
 		const char *wp = o->will_payload ? o->will_payload : "";
 		int rc = mosquitto_will_set_v5(b->mosq, o->will_topic, (int)strlen(wp), wp, 1, true,
-					       NULL);
+		                               NULL);
 		if (rc != MOSQ_ERR_SUCCESS) {
-			snprintf(err, TR_ERR_LEN, "cannot set MQTT will: %s", mosquitto_strerror(rc));
+			snprintf(err, TR_ERR_LEN, "cannot set MQTT will: %s",
+			         mosquitto_strerror(rc));
 			goto fail;
 		}
 	}
@@ -450,7 +452,7 @@ int tr_bus_start(struct tr_bus *b)
 }
 
 int tr_bus_publish(struct tr_bus *b, const char *topic, const void *payload, size_t len,
-		   bool retain, int *mid)
+                   bool retain, int *mid)
 {
 	if (len > TR_BUS_MAX_PAYLOAD)
 		return TR_E_TOOBIG;
@@ -551,7 +553,7 @@ char *tr_topic(const char *prefix, const char *kind, const char *connector)
 }
 
 int tr_topic_split(const char *prefix, const char *topic, char **owned, const char **kind,
-		   const char **connector)
+                   const char **connector)
 {
 	size_t pl = strlen(prefix);
 	*owned = NULL;

@@ -17,7 +17,7 @@ struct tr_bus;
 /* A message arrived. topic and payload are borrowed for the call. retained: a retained
  * message delivered on subscribe. */
 typedef void tr_bus_msg_fn(void *arg, const char *topic, const void *payload, size_t len,
-			   bool retained);
+                           bool retained);
 /* The session came up (connected true; session_present: the broker kept our session) or went
  * down. */
 typedef void tr_bus_state_fn(void *arg, bool connected, bool session_present);
@@ -27,8 +27,8 @@ typedef void tr_bus_acked_fn(void *arg, int mid);
 typedef void tr_bus_closed_fn(void *arg);
 
 struct tr_bus_opts {
-	const char *url;       /* TRESTLE_MQTT_URL */
-	const char *client_id; /* stable: the persistent session is keyed by it */
+	const char *url;          /* TRESTLE_MQTT_URL */
+	const char *client_id;    /* stable: the persistent session is keyed by it */
 	const char *will_topic;   /* NULL: no will */
 	const char *will_payload; /* retained */
 	const char *const *subs;  /* topic filters subscribed at QoS 1 on every connect */
@@ -51,7 +51,7 @@ int tr_bus_start(struct tr_bus *b) TR_MUST_CHECK;
 /* Queues a QoS 1 publish; works while disconnected too (sent after reconnect, in order).
  * *mid (may be NULL) is the id tr_bus_acked_fn reports. TR_E_TOOBIG over 256 KiB + 1 KiB. */
 int tr_bus_publish(struct tr_bus *b, const char *topic, const void *payload, size_t len,
-		   bool retain, int *mid) TR_MUST_CHECK;
+                   bool retain, int *mid) TR_MUST_CHECK;
 /* Stops reading from the broker (paused) or resumes. Unread messages stay with the broker,
  * unacknowledged: this is how a service applies back-pressure. */
 void tr_bus_pause(struct tr_bus *b, bool paused);
@@ -73,6 +73,6 @@ char *tr_topic(const char *prefix, const char *kind, const char *connector);
 /* Splits "{prefix}/v1/{kind}/{connector}": TR_OK with kind/connector pointing into a copy the
  * caller frees via *owned; TR_E_INVAL when topic does not have that shape. */
 int tr_topic_split(const char *prefix, const char *topic, char **owned, const char **kind,
-		   const char **connector) TR_MUST_CHECK;
+                   const char **connector) TR_MUST_CHECK;
 
 #endif

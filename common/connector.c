@@ -18,10 +18,10 @@
 #include "log.h"
 #include "map.h"
 
-#define CONN_SEEN_MAX 4096       /* recent deliveries remembered for dedupe */
-#define CONN_INFLIGHT_PAUSE 500  /* unacknowledged deliveries before reads pause */
+#define CONN_SEEN_MAX        4096 /* recent deliveries remembered for dedupe */
+#define CONN_INFLIGHT_PAUSE  500  /* unacknowledged deliveries before reads pause */
 #define CONN_INFLIGHT_RESUME 100
-#define CONN_HELD_MAX 1000       /* out events held while the network is down */
+#define CONN_HELD_MAX        1000 /* out events held while the network is down */
 
 struct conn_held {
 	struct conn_held *next;
@@ -83,10 +83,10 @@ const char *const *tr_conn_channels(const struct tr_conn *c, size_t *n)
 static void conn_publish_status(struct tr_conn *c)
 {
 	struct tr_status st = {.connector = c->name,
-			       .network = (char *)c->vt->network,
-			       .state = c->st,
-			       .since = tr_now_ms(),
-			       .detail = c->st_detail};
+	                       .network = (char *)c->vt->network,
+	                       .state = c->st,
+	                       .since = tr_now_ms(),
+	                       .detail = c->st_detail};
 	char *payload = NULL;
 	if (tr_status_encode(&st, &payload) != TR_OK)
 		return;
@@ -235,16 +235,16 @@ static const char *conn_err_code(int err)
 void tr_conn_ack(struct tr_conn *c, const struct tr_event *ev, int err, const char *msgid_or_detail)
 {
 	struct tr_ack ack = {.id = ev->id,
-			     .dest_connector = ev->dest.connector,
-			     .dest_channel = ev->dest.channel,
-			     .ok = err == TR_OK};
+	                     .dest_connector = ev->dest.connector,
+	                     .dest_channel = ev->dest.channel,
+	                     .ok = err == TR_OK};
 	if (err == TR_OK) {
 		ack.msgid = (char *)msgid_or_detail;
 	} else {
 		ack.error = (char *)conn_err_code(err);
 		ack.detail = (char *)msgid_or_detail;
 		tr_warn("delivery failed id=%s channel=%s error=%s detail=\"%s\"", ev->id,
-			ev->dest.channel, ack.error, tr_str(msgid_or_detail));
+		        ev->dest.channel, ack.error, tr_str(msgid_or_detail));
 	}
 	char *payload = NULL;
 	if (tr_ack_encode(&ack, &payload) != TR_OK) {
@@ -266,7 +266,8 @@ static void conn_deliver(struct tr_conn *c, struct tr_event *ev)
 	if (prev) {
 		/* Redelivered by the broker (or doubled upstream): never post twice. */
 		tr_debug("already delivered id=%s", ev->id);
-		if (*prev && tr_bus_publish(c->bus, c->t_ack, prev, strlen(prev), false, NULL) != TR_OK)
+		if (*prev &&
+		    tr_bus_publish(c->bus, c->t_ack, prev, strlen(prev), false, NULL) != TR_OK)
 			tr_error("cannot publish ack id=%s", ev->id);
 		free(key);
 		return;
@@ -294,7 +295,7 @@ static void conn_pump(struct tr_conn *c)
 }
 
 static void conn_on_msg(void *arg, const char *topic, const void *payload, size_t len,
-			bool retained)
+                        bool retained)
 {
 	(void)retained;
 	struct tr_conn *c = arg;
@@ -504,13 +505,14 @@ int tr_conn_state_read(struct tr_conn *c, const char *name, char **out, size_t *
 
 static void conn_usage(const struct tr_connector *vt, FILE *f)
 {
-	fprintf(f,
-		"usage: trestle-%s\n"
-		"A Trestle connector: bridges one %s account to the Trestle bus.\n"
-		"Common settings (each also as NAME_FILE): TRESTLE_CONNECTOR (instance name, default "
-		"%s), TRESTLE_MQTT_URL, TRESTLE_TOPIC_PREFIX, TRESTLE_STATE_DIR, TRESTLE_LOG_LEVEL.\n"
-		"Network settings: see services/%s/README.md.\n",
-		vt->network, vt->network, vt->network, vt->network);
+	fprintf(
+	    f,
+	    "usage: trestle-%s\n"
+	    "A Trestle connector: bridges one %s account to the Trestle bus.\n"
+	    "Common settings (each also as NAME_FILE): TRESTLE_CONNECTOR (instance name, default "
+	    "%s), TRESTLE_MQTT_URL, TRESTLE_TOPIC_PREFIX, TRESTLE_STATE_DIR, TRESTLE_LOG_LEVEL.\n"
+	    "Network settings: see services/%s/README.md.\n",
+	    vt->network, vt->network, vt->network, vt->network);
 }
 
 static void conn_free(struct tr_conn *c)
@@ -590,24 +592,24 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	c->t_channels = tr_topic(c->prefix, "channels", c->name);
 	char *client_id = tr_xasprintf("trestle-%s", c->name);
 	struct tr_status will = {.connector = c->name,
-				 .network = (char *)vt->network,
-				 .state = TR_STATE_OFFLINE,
-				 .since = tr_now_ms(),
-				 .detail = "connection to the bus lost"};
+	                         .network = (char *)vt->network,
+	                         .state = TR_STATE_OFFLINE,
+	                         .since = tr_now_ms(),
+	                         .detail = "connection to the bus lost"};
 	char *will_payload = NULL;
 	if (tr_status_encode(&will, &will_payload) != TR_OK)
 		will_payload = tr_xstrdup("");
 	const char *subs[] = {c->t_out, c->t_channels};
 	struct tr_bus_opts bo = {.url = mqtt_url,
-				 .client_id = client_id,
-				 .will_topic = c->t_status,
-				 .will_payload = will_payload,
-				 .subs = subs,
-				 .n_subs = 2,
-				 .receive_max = 100,
-				 .on_msg = conn_on_msg,
-				 .on_state = conn_on_bus,
-				 .arg = c};
+	                         .client_id = client_id,
+	                         .will_topic = c->t_status,
+	                         .will_payload = will_payload,
+	                         .subs = subs,
+	                         .n_subs = 2,
+	                         .receive_max = 100,
+	                         .on_msg = conn_on_msg,
+	                         .on_state = conn_on_bus,
+	                         .arg = c};
 	c->bus = tr_bus_new(c->loop, &bo, err);
 	free(client_id);
 	free(will_payload);

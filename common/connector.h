@@ -17,13 +17,13 @@
 struct tr_conn;
 
 enum tr_cap {
-	TR_CAP_EDIT = 1 << 0,     /* edits a delivered message in place */
-	TR_CAP_DELETE = 1 << 1,   /* deletes a delivered message */
-	TR_CAP_REACT = 1 << 2,    /* native reactions */
-	TR_CAP_REPLY = 1 << 3,    /* native replies */
-	TR_CAP_THREAD = 1 << 4,   /* native threads */
-	TR_CAP_PUPPET = 1 << 5,   /* shows bridged authors with their own name and avatar */
-	TR_CAP_ATTACH = 1 << 6,   /* uploads attachments */
+	TR_CAP_EDIT = 1 << 0,   /* edits a delivered message in place */
+	TR_CAP_DELETE = 1 << 1, /* deletes a delivered message */
+	TR_CAP_REACT = 1 << 2,  /* native reactions */
+	TR_CAP_REPLY = 1 << 3,  /* native replies */
+	TR_CAP_THREAD = 1 << 4, /* native threads */
+	TR_CAP_PUPPET = 1 << 5, /* shows bridged authors with their own name and avatar */
+	TR_CAP_ATTACH = 1 << 6, /* uploads attachments */
 };
 
 struct tr_connector {
@@ -40,7 +40,8 @@ struct tr_connector {
 	 * failure with tr_conn_lost(). Called at start and after every tr_conn_lost() backoff. */
 	int (*connect)(struct tr_conn *c);
 	/* Delivers an out event (borrowed for the call; ev->dest is set). Must end, now or later,
-	 * in exactly one tr_conn_ack() for it. A non-OK return is acked as a failure by the core. */
+	 * in exactly one tr_conn_ack() for it. A non-OK return is acked as a failure by the core.
+	 */
 	int (*deliver)(struct tr_conn *c, const struct tr_event *ev);
 	/* Optional: the channels the rooms file gives this connector (borrowed for the call);
 	 * called on every change and after every tr_conn_online(). */
@@ -75,13 +76,15 @@ void tr_conn_lost(struct tr_conn *c, int err, const char *detail);
 int tr_conn_publish(struct tr_conn *c, struct tr_event *ev) TR_MUST_CHECK;
 /* Reports the delivery of ev: err TR_OK with the destination's id of what was posted (may be
  * NULL), or an error with a detail for the log (never message text). */
-void tr_conn_ack(struct tr_conn *c, const struct tr_event *ev, int err, const char *msgid_or_detail);
+void tr_conn_ack(struct tr_conn *c, const struct tr_event *ev, int err,
+                 const char *msgid_or_detail);
 /* The current channels list (borrowed until the next change). */
 const char *const *tr_conn_channels(const struct tr_conn *c, size_t *n);
 
 /* Small durable state in TRESTLE_STATE_DIR/<instance>.<name>, written atomically (temp file +
  * rename). read: TR_E_NOTFOUND when absent; *out newly allocated, NUL-terminated. */
-int tr_conn_state_write(struct tr_conn *c, const char *name, const void *data, size_t len) TR_MUST_CHECK;
+int tr_conn_state_write(struct tr_conn *c, const char *name, const void *data,
+                        size_t len) TR_MUST_CHECK;
 int tr_conn_state_read(struct tr_conn *c, const char *name, char **out, size_t *len) TR_MUST_CHECK;
 
 #endif

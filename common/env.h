@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: AGPL-3.0-or-later */
-/* Configuration from the environment (STYLE B7). The only caller of getenv() in the project.
- * Every NAME may instead be given as NAME_FILE (a Docker secret); one trailing newline is
- * trimmed. Getters never fail the caller on bad input: they record the problem in the
- * struct tr_env and return the default, so that tr_env_finish() reports every problem at once. */
+/* Configuration from the environment (STYLE B7). The only module that reads the process
+ * environment. Every NAME may instead be given as NAME_FILE (a Docker secret); one trailing newline
+ * is trimmed. Getters never fail the caller on bad input: they record the problem in the struct
+ * tr_env and return the default, so that tr_env_finish() reports every problem at once. */
 #ifndef TRESTLE_COMMON_ENV_H
 #define TRESTLE_COMMON_ENV_H
 

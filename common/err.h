@@ -3,9 +3,9 @@
 #ifndef TRESTLE_COMMON_ERR_H
 #define TRESTLE_COMMON_ERR_H
 
-#define TR_MUST_CHECK __attribute__((warn_unused_result))
+#define TR_MUST_CHECK   __attribute__((warn_unused_result))
 #define TR_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define TR_ERR_LEN 256
+#define TR_ERR_LEN      256
 #define TR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 enum tr_err {
@@ -31,8 +31,8 @@ enum tr_err {
 const char *tr_strerror(int err);
 
 /* Exit codes (STYLE B4). */
-#define TR_EXIT_OK 0
-#define TR_EXIT_FAIL 1
+#define TR_EXIT_OK     0
+#define TR_EXIT_FAIL   1
 #define TR_EXIT_CONFIG 78
 
 #endif

@@ -12,13 +12,13 @@
 #include <stdint.h>
 #include "err.h"
 
-#define TR_EVENT_MAX_PAYLOAD (256 * 1024) /* bytes of JSON */
-#define TR_EVENT_MAX_TEXT (64 * 1024)     /* bytes of text */
-#define TR_EVENT_MAX_ID 1024              /* bytes of any identifier */
-#define TR_EVENT_MAX_NAME 1024            /* bytes of author name/display/avatar, attachment fields */
+#define TR_EVENT_MAX_PAYLOAD     (256 * 1024) /* bytes of JSON */
+#define TR_EVENT_MAX_TEXT        (64 * 1024)  /* bytes of text */
+#define TR_EVENT_MAX_ID          1024         /* bytes of any identifier */
+#define TR_EVENT_MAX_NAME        1024 /* bytes of author name/display/avatar, attachment fields */
 #define TR_EVENT_MAX_ATTACHMENTS 32
-#define TR_EVENT_MAX_CHANNELS 10000       /* entries of a channels list */
-#define TR_CONNECTOR_NAME_MAX 63
+#define TR_EVENT_MAX_CHANNELS    10000 /* entries of a channels list */
+#define TR_CONNECTOR_NAME_MAX    63
 
 enum tr_event_type {
 	TR_EV_MESSAGE = 0,
@@ -43,18 +43,18 @@ struct tr_attachment {
 };
 
 struct tr_dest {
-	char *connector, *channel;         /* required in an out event */
-	char *reply_to, *thread, *target;  /* the destination's own ids, when known */
+	char *connector, *channel;        /* required in an out event */
+	char *reply_to, *thread, *target; /* the destination's own ids, when known */
 };
 
 struct tr_event {
 	char *id;
 	enum tr_event_type type;
 	char *connector, *network, *channel;
-	char *msgid;  /* required for message and edit */
-	int64_t ts;   /* milliseconds since the epoch */
+	char *msgid; /* required for message and edit */
+	int64_t ts;  /* milliseconds since the epoch */
 	struct tr_author author;
-	char *text;   /* CommonMark; NULL when absent */
+	char *text; /* CommonMark; NULL when absent */
 	struct tr_attachment *attachments;
 	size_t n_attachments;
 	char *reply_to, *thread, *target, *reaction;
@@ -81,9 +81,10 @@ bool tr_connector_name_valid(const char *s);
  * naming the field ("missing field author.id", "field ts must be an integer"), never the
  * payload's content. want_dest: an out event, where room and dest are required. */
 int tr_event_decode(const void *payload, size_t len, bool want_dest, struct tr_event *ev,
-		    char err[TR_ERR_LEN]) TR_MUST_CHECK;
+                    char err[TR_ERR_LEN]) TR_MUST_CHECK;
 /* Validates a struct built in C by the same rules as the decoder. */
-int tr_event_validate(const struct tr_event *ev, bool want_dest, char err[TR_ERR_LEN]) TR_MUST_CHECK;
+int tr_event_validate(const struct tr_event *ev, bool want_dest,
+                      char err[TR_ERR_LEN]) TR_MUST_CHECK;
 /* Encodes ev as a v1 JSON object (with room/dest when has_dest), newly allocated
  * NUL-terminated compact JSON in *out. When ev->json is set its unknown fields are kept.
  * TR_E_INVAL if ev does not validate, TR_E_TOOBIG past TR_EVENT_MAX_PAYLOAD. */
@@ -99,7 +100,8 @@ struct tr_ack {
 	char *error;  /* !ok: a short code ("forbidden", "ratelimited", "not_found", ...) */
 	char *detail; /* !ok: human words for the log, never message text */
 };
-int tr_ack_decode(const void *payload, size_t len, struct tr_ack *ack, char err[TR_ERR_LEN]) TR_MUST_CHECK;
+int tr_ack_decode(const void *payload, size_t len, struct tr_ack *ack,
+                  char err[TR_ERR_LEN]) TR_MUST_CHECK;
 int tr_ack_encode(const struct tr_ack *ack, char **out) TR_MUST_CHECK;
 void tr_ack_cleanup(struct tr_ack *ack);
 
@@ -111,13 +113,14 @@ struct tr_status {
 	char *detail;
 };
 const char *tr_state_name(enum tr_state s);
-int tr_status_decode(const void *payload, size_t len, struct tr_status *st, char err[TR_ERR_LEN]) TR_MUST_CHECK;
+int tr_status_decode(const void *payload, size_t len, struct tr_status *st,
+                     char err[TR_ERR_LEN]) TR_MUST_CHECK;
 int tr_status_encode(const struct tr_status *st, char **out) TR_MUST_CHECK;
 void tr_status_cleanup(struct tr_status *st);
 
 /* Channels list: {"v":1,"channels":[...]}; *channels is a NULL-terminated array, owned. */
 int tr_channels_decode(const void *payload, size_t len, char ***channels, size_t *n,
-		       char err[TR_ERR_LEN]) TR_MUST_CHECK;
+                       char err[TR_ERR_LEN]) TR_MUST_CHECK;
 int tr_channels_encode(const char *const *channels, size_t n, char **out) TR_MUST_CHECK;
 void tr_channels_free(char **channels);
 

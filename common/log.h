@@ -19,8 +19,8 @@ int tr_log_level_parse(const char *s, enum tr_log_level *out) TR_MUST_CHECK;
 void tr_log(enum tr_log_level level, const char *func, const char *fmt, ...) TR_PRINTF(3, 4);
 
 #define tr_error(...) tr_log(TR_LOG_ERROR, NULL, __VA_ARGS__)
-#define tr_warn(...) tr_log(TR_LOG_WARN, NULL, __VA_ARGS__)
-#define tr_info(...) tr_log(TR_LOG_INFO, NULL, __VA_ARGS__)
+#define tr_warn(...)  tr_log(TR_LOG_WARN, NULL, __VA_ARGS__)
+#define tr_info(...)  tr_log(TR_LOG_INFO, NULL, __VA_ARGS__)
 #define tr_debug(...)                                                                              \
 	do {                                                                                       \
 		if (tr_log_enabled(TR_LOG_DEBUG))                                                  \

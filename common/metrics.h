@@ -20,12 +20,12 @@ void tr_metrics_free(struct tr_metrics *m);
  * tr_metrics_label_escape). The family's help and type come from the first call. The
  * result is owned by the registry and lives as long as it. */
 struct tr_metric *tr_metrics_counter(struct tr_metrics *m, const char *name, const char *help,
-				     const char *labels);
+                                     const char *labels);
 struct tr_metric *tr_metrics_gauge(struct tr_metrics *m, const char *name, const char *help,
-				   const char *labels);
+                                   const char *labels);
 /* bounds: ascending upper bounds (le), copied; +Inf is implied. */
 struct tr_metric *tr_metrics_histogram(struct tr_metrics *m, const char *name, const char *help,
-				       const char *labels, const double *bounds, size_t n_bounds);
+                                       const char *labels, const double *bounds, size_t n_bounds);
 
 void tr_metric_inc(struct tr_metric *c);
 void tr_metric_add(struct tr_metric *c, double v);

@@ -80,14 +80,13 @@ static void tr_redis_set_down(struct tr_redis *r, const char *why)
 	r->sent_head = 0;
 	if (!r->logged_down) {
 		tr_warn("redis %s host=%s port=%d reason=\"%s\"; retrying",
-			was ? "connection lost" : "unreachable", r->url.host, r->url.port, why);
+		        was ? "connection lost" : "unreachable", r->url.host, r->url.port, why);
 		r->logged_down = true;
 	}
 	if (was && r->on_state)
 		r->on_state(r->arg, false);
 	if (!r->closing)
-		uv_timer_start(&r->retry, tr_redis_on_retry,
-			       tr_backoff_next(&r->backoff), 0);
+		uv_timer_start(&r->retry, tr_redis_on_retry, tr_backoff_next(&r->backoff), 0);
 }
 
 static void tr_redis_on_disconnect(const redisAsyncContext *ac, int status)
@@ -95,7 +94,8 @@ static void tr_redis_on_disconnect(const redisAsyncContext *ac, int status)
 	struct tr_redis *r = ac->data;
 	if (r->ac != ac)
 		return;
-	tr_redis_set_down(r, status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
+	tr_redis_set_down(r,
+	                  status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
 }
 
 static void tr_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -135,7 +135,7 @@ static void tr_redis_setup_reply(struct tr_redis *r, redisReply *reply, void *ar
 }
 
 static int tr_redis_send(struct tr_redis *r, tr_redis_reply_fn *cb, void *arg, int argc,
-			 const char **argv, const size_t *argvlen)
+                         const char **argv, const size_t *argvlen)
 {
 	struct tr_redis_call *call = tr_xmalloc(sizeof(*call));
 	call->r = r;
@@ -165,8 +165,9 @@ static void tr_redis_on_connect(const redisAsyncContext *ac, int status)
 	if (r->url.password) {
 		r->setup_pending++;
 		const char *argv[3] = {"AUTH", r->url.user ? r->url.user : r->url.password,
-				       r->url.password};
-		rc = tr_redis_send(r, tr_redis_setup_reply, "AUTH", r->url.user ? 3 : 2, argv, NULL);
+		                       r->url.password};
+		rc =
+		    tr_redis_send(r, tr_redis_setup_reply, "AUTH", r->url.user ? 3 : 2, argv, NULL);
 	}
 	const char *db = r->url.path && *r->url.path ? r->url.path : "0";
 	const char *sel[2] = {"SELECT", db};
@@ -182,8 +183,7 @@ static void tr_redis_connect(struct tr_redis *r)
 		return;
 	redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
 	if (!ac) {
-		uv_timer_start(&r->retry, tr_redis_on_retry,
-			       tr_backoff_next(&r->backoff), 0);
+		uv_timer_start(&r->retry, tr_redis_on_retry, tr_backoff_next(&r->backoff), 0);
 		return;
 	}
 	if (ac->err) {
@@ -213,13 +213,17 @@ static void tr_redis_on_watchdog(uv_timer_t *t)
 		return;
 	uint64_t now = uv_now(r->loop);
 	bool stuck = false;
-	if (!r->connected && now - r->connect_started > (r->timeout_ms < 2000 ? r->timeout_ms : 2000))
+	if (!r->connected &&
+	    now - r->connect_started > (r->timeout_ms < 2000 ? r->timeout_ms : 2000))
 		stuck = true;
 	if (r->sent_len && now - r->sent[r->sent_head] > r->timeout_ms)
 		stuck = true;
 	if (!stuck)
 		return;
-	tr_warn("redis did not answer within %u ms; reconnecting", r->timeout_ms);
+	if (r->connected)
+		tr_warn("redis did not answer within %u ms; reconnecting", r->timeout_ms);
+	else
+		tr_debug("redis connect attempt timed out");
 	redisAsyncContext *ac = r->ac;
 	/* Fails every pending command with a NULL reply, then our disconnect callback runs
 	 * only if the context was connected; make sure we go down either way. */
@@ -280,7 +284,7 @@ bool tr_redis_ready(const struct tr_redis *r)
 }
 
 int tr_redis_cmd(struct tr_redis *r, tr_redis_reply_fn *cb, void *arg, int argc, const char **argv,
-		 const size_t *argvlen)
+                 const size_t *argvlen)
 {
 	if (!r->ready || !r->ac)
 		return TR_E_CLOSED;

@@ -21,8 +21,8 @@ typedef void tr_redis_reply_fn(struct tr_redis *r, redisReply *reply, void *arg)
 typedef void tr_redis_state_fn(void *arg, bool ready);
 
 struct tr_redis_opts {
-	const char *url;        /* TRESTLE_REDIS_URL */
-	unsigned timeout_ms;    /* connect and command timeout; 0 = 5000 */
+	const char *url;     /* TRESTLE_REDIS_URL */
+	unsigned timeout_ms; /* connect and command timeout; 0 = 5000 */
 	tr_redis_state_fn *on_state;
 	void *arg;
 };
@@ -33,7 +33,7 @@ bool tr_redis_ready(const struct tr_redis *r);
 /* Sends one command (argv/argvlen copied by hiredis). TR_E_CLOSED when not ready: the callback
  * is then not called. */
 int tr_redis_cmd(struct tr_redis *r, tr_redis_reply_fn *cb, void *arg, int argc, const char **argv,
-		 const size_t *argvlen) TR_MUST_CHECK;
+                 const size_t *argvlen) TR_MUST_CHECK;
 /* Commands sent and not yet answered. */
 unsigned tr_redis_pending(const struct tr_redis *r);
 unsigned long tr_redis_reconnects(const struct tr_redis *r);

@@ -575,8 +575,12 @@ static int tr_rooms_dump_str(struct tr_buf *out, const char *s)
 			rc = tr_buf_append(out, esc, 2);
 		} else if (c < 0x20) {
 			/* As jansson writes them: the short forms where JSON has one. */
-			const char *shortf = c == '\b' ? "\\b" : c == '\f' ? "\\f" : c == '\n' ? "\\n"
-					     : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+			const char *shortf = c == '\b'   ? "\\b"
+			                     : c == '\f' ? "\\f"
+			                     : c == '\n' ? "\\n"
+			                     : c == '\r' ? "\\r"
+			                     : c == '\t' ? "\\t"
+			                                 : NULL;
 			char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 			rc = shortf ? tr_buf_append(out, shortf, 2) : tr_buf_append(out, u, 6);
 		} else {
@@ -608,7 +612,8 @@ int tr_rooms_dump(const struct tr_rooms *r, struct tr_buf *out)
 			if (rc == TR_OK)
 				rc = tr_rooms_dump_str(out, ep->channel);
 			if (rc == TR_OK)
-				rc = tr_buf_printf(out, ",\"mode\":\"%s\"}", tr_mode_name(ep->mode));
+				rc =
+				    tr_buf_printf(out, ",\"mode\":\"%s\"}", tr_mode_name(ep->mode));
 		}
 		if (rc == TR_OK)
 			rc = tr_buf_appends(out, "]}");

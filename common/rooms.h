@@ -46,7 +46,7 @@ const char *tr_mode_name(enum tr_mode m);
  * "FILENAME:LINE: reason\n" (all of them, not just the first). Returns TR_OK and fills *out
  * (owned: tr_rooms_cleanup), or TR_E_CONFIG with *out empty. */
 int tr_rooms_parse(const char *text, size_t len, const char *filename, struct tr_rooms *out,
-		   struct tr_buf *errors) TR_MUST_CHECK;
+                   struct tr_buf *errors) TR_MUST_CHECK;
 /* Reads the file at path (at most TR_ROOMS_MAX_FILE) and parses it. A file that cannot be read
  * is one error line "PATH: reason". */
 int tr_rooms_load(const char *path, struct tr_rooms *out, struct tr_buf *errors) TR_MUST_CHECK;

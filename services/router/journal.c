@@ -21,7 +21,7 @@
 #include "router.h"
 
 #define JOURNAL_SEGMENT_MAX (8u * 1024 * 1024)
-#define JOURNAL_PREFIX "router-journal."
+#define JOURNAL_PREFIX      "router-journal."
 
 struct journal_segment {
 	unsigned num;
@@ -64,7 +64,7 @@ static int journal_new_segment(struct journal *j, unsigned num, char err[TR_ERR_
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		snprintf(err, TR_ERR_LEN, "cannot create journal %.150s: %.60s", path,
-			 strerror(errno));
+		         strerror(errno));
 		free(path);
 		return TR_E_IO;
 	}
@@ -99,11 +99,11 @@ static void journal_drop_segment(struct journal *j, struct journal_segment *s)
 }
 
 int journal_append(struct journal *j, char kind, const char *token, const char *connector,
-		   const void *payload, size_t len, uint64_t *seq)
+                   const void *payload, size_t len, uint64_t *seq)
 {
 	char head[512];
 	int n = snprintf(head, sizeof(head), "E %" PRIu64 " %c %s %s %zu\n", j->next_seq, kind,
-			 token, connector, len);
+	                 token, connector, len);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return TR_E_INVAL;
 	/* One write(2) per record: header, payload and trailing newline together. */
@@ -138,7 +138,8 @@ void journal_done(struct journal *j, uint64_t seq)
 			s->live--;
 		if (s == j->active) {
 			if (s->live == 0 && j->size > 0) {
-				/* Everything written is done: start the segment again from empty. */
+				/* Everything written is done: start the segment again from empty.
+				 */
 				if (ftruncate(j->fd, 0) == 0) {
 					j->size = 0;
 					s->first_seq = j->next_seq;
@@ -170,7 +171,7 @@ static int journal_cmp_num(const void *a, const void *b)
 
 /* Reads one segment into pend (a map from seq to record, as a growing array). */
 static void journal_read_segment(const char *path, struct journal_pending **pend, size_t *n,
-				 size_t *cap, struct tr_map *idx)
+                                 size_t *cap, struct tr_map *idx)
 {
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -197,10 +198,11 @@ static void journal_read_segment(const char *path, struct journal_pending **pend
 		}
 		char kind, token[80], conn[80];
 		size_t len;
-		if (sscanf(line, "E %" SCNu64 " %c %79s %79s %zu", &seq, &kind, token, conn, &len) !=
-			    5 ||
+		if (sscanf(line, "E %" SCNu64 " %c %79s %79s %zu", &seq, &kind, token, conn,
+		           &len) != 5 ||
 		    len > TR_EVENT_MAX_PAYLOAD + 1024) {
-			tr_warn("journal %s: unreadable record; ignoring the rest of the file", path);
+			tr_warn("journal %s: unreadable record; ignoring the rest of the file",
+			        path);
 			break;
 		}
 		char *payload = tr_xmalloc(len + 1);
@@ -217,17 +219,17 @@ static void journal_read_segment(const char *path, struct journal_pending **pend
 		int kl = snprintf(key, sizeof(key), "%" PRIu64, seq);
 		tr_map_put(idx, key, (size_t)kl, (void *)(uintptr_t)(*n + 1));
 		(*pend)[(*n)++] = (struct journal_pending){.seq = seq,
-							   .kind = kind,
-							   .token = tr_xstrdup(token),
-							   .connector = tr_xstrdup(conn),
-							   .payload = payload,
-							   .len = len};
+		                                           .kind = kind,
+		                                           .token = tr_xstrdup(token),
+		                                           .connector = tr_xstrdup(conn),
+		                                           .payload = payload,
+		                                           .len = len};
 	}
 	fclose(f);
 }
 
 struct journal *journal_open(const char *dir, journal_replay_fn *fn, void *arg,
-			     char err[TR_ERR_LEN])
+                             char err[TR_ERR_LEN])
 {
 	struct journal *j = tr_xcalloc(1, sizeof(*j));
 	j->dir = tr_xstrdup(dir);
@@ -242,13 +244,13 @@ struct journal *journal_open(const char *dir, journal_replay_fn *fn, void *arg,
 
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, TR_ERR_LEN, "cannot create TRESTLE_STATE_DIR %.150s: %.60s", dir,
-			 strerror(errno));
+		         strerror(errno));
 		goto fail;
 	}
 	DIR *d = opendir(dir);
 	if (!d) {
 		snprintf(err, TR_ERR_LEN, "cannot open TRESTLE_STATE_DIR %.150s: %.60s", dir,
-			 strerror(errno));
+		         strerror(errno));
 		goto fail;
 	}
 	struct dirent *de;
@@ -291,7 +293,8 @@ struct journal *journal_open(const char *dir, journal_replay_fn *fn, void *arg,
 		free(path);
 	}
 	if (replayed)
-		tr_info("journal: replaying %zu events not finished before the last stop", replayed);
+		tr_info("journal: replaying %zu events not finished before the last stop",
+		        replayed);
 	uint64_t seq = j->active->first_seq;
 	for (size_t i = 0; i < n_pend; i++) {
 		struct journal_pending *p = &pend[i];

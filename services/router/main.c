@@ -10,20 +10,21 @@
 #include "router.h"
 
 static const char router_usage[] =
-	"usage: trestle-router\n"
-	"Routes events between Trestle connectors over MQTT, with state in Redis.\n"
-	"Configuration (each also as NAME_FILE):\n"
-	"  TRESTLE_MQTT_URL        broker, mqtt[s]://[user[:password]@]host[:port]  (mqtt://127.0.0.1:1883)\n"
-	"  TRESTLE_REDIS_URL       redis://[:password@]host[:port][/db]  (redis://127.0.0.1:6379/0)\n"
-	"  TRESTLE_TOPIC_PREFIX    topic and key prefix  (trestle)\n"
-	"  TRESTLE_ROOMS           rooms file  (rooms.ini)\n"
-	"  TRESTLE_STATE_DIR       journal directory  (state)\n"
-	"  TRESTLE_METRICS_ADDR    host:port for /metrics and /healthz  (off)\n"
-	"  TRESTLE_RETENTION_DAYS  how long id mappings are kept  (30)\n"
-	"  TRESTLE_ACK_WAIT_MS     how long an edit waits for its message's ack  (5000)\n"
-	"  TRESTLE_ROUTER_ID       MQTT client id of the persistent session  (trestle-router)\n"
-	"  TRESTLE_LOG_LEVEL       error, warn, info, debug  (info)\n"
-	"Signals: SIGHUP reloads the rooms file; SIGTERM/SIGINT stop after in-flight events.\n";
+    "usage: trestle-router\n"
+    "Routes events between Trestle connectors over MQTT, with state in Redis.\n"
+    "Configuration (each also as NAME_FILE):\n"
+    "  TRESTLE_MQTT_URL        broker, mqtt[s]://[user[:password]@]host[:port]  "
+    "(mqtt://127.0.0.1:1883)\n"
+    "  TRESTLE_REDIS_URL       redis://[:password@]host[:port][/db]  (redis://127.0.0.1:6379/0)\n"
+    "  TRESTLE_TOPIC_PREFIX    topic and key prefix  (trestle)\n"
+    "  TRESTLE_ROOMS           rooms file  (rooms.ini)\n"
+    "  TRESTLE_STATE_DIR       journal directory  (state)\n"
+    "  TRESTLE_METRICS_ADDR    host:port for /metrics and /healthz  (off)\n"
+    "  TRESTLE_RETENTION_DAYS  how long id mappings are kept  (30)\n"
+    "  TRESTLE_ACK_WAIT_MS     how long an edit waits for its message's ack  (5000)\n"
+    "  TRESTLE_ROUTER_ID       MQTT client id of the persistent session  (trestle-router)\n"
+    "  TRESTLE_LOG_LEVEL       error, warn, info, debug  (info)\n"
+    "Signals: SIGHUP reloads the rooms file; SIGTERM/SIGINT stop after in-flight events.\n";
 
 int main(int argc, char **argv)
 {
@@ -43,22 +44,23 @@ int main(int argc, char **argv)
 	tr_log_init("router", level);
 	free(level_s);
 	struct router_config cfg = {
-		.mqtt_url = tr_env_str(&env, "TRESTLE_MQTT_URL", "mqtt://127.0.0.1:1883"),
-		.redis_url = tr_env_str(&env, "TRESTLE_REDIS_URL", "redis://127.0.0.1:6379/0"),
-		.prefix = tr_env_str(&env, "TRESTLE_TOPIC_PREFIX", "trestle"),
-		.rooms_path = tr_env_str(&env, "TRESTLE_ROOMS", "rooms.ini"),
-		.state_dir = tr_env_str(&env, "TRESTLE_STATE_DIR", "state"),
-		.metrics_addr = tr_env_str(&env, "TRESTLE_METRICS_ADDR", NULL),
-		.client_id = tr_env_str(&env, "TRESTLE_ROUTER_ID", "trestle-router"),
-		.retention_days = tr_env_int(&env, "TRESTLE_RETENTION_DAYS", 30, 1, 3650),
-		.ack_wait_ms = tr_env_int(&env, "TRESTLE_ACK_WAIT_MS", 5000, 0, 600000),
+	    .mqtt_url = tr_env_str(&env, "TRESTLE_MQTT_URL", "mqtt://127.0.0.1:1883"),
+	    .redis_url = tr_env_str(&env, "TRESTLE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+	    .prefix = tr_env_str(&env, "TRESTLE_TOPIC_PREFIX", "trestle"),
+	    .rooms_path = tr_env_str(&env, "TRESTLE_ROOMS", "rooms.ini"),
+	    .state_dir = tr_env_str(&env, "TRESTLE_STATE_DIR", "state"),
+	    .metrics_addr = tr_env_str(&env, "TRESTLE_METRICS_ADDR", NULL),
+	    .client_id = tr_env_str(&env, "TRESTLE_ROUTER_ID", "trestle-router"),
+	    .retention_days = tr_env_int(&env, "TRESTLE_RETENTION_DAYS", 30, 1, 3650),
+	    .ack_wait_ms = tr_env_int(&env, "TRESTLE_ACK_WAIT_MS", 5000, 0, 600000),
 	};
 	if (cfg.prefix && (!*cfg.prefix || strpbrk(cfg.prefix, "+#/ ")))
-		tr_env_fail(&env, "TRESTLE_TOPIC_PREFIX", "must be one topic level without + # / or spaces");
+		tr_env_fail(&env, "TRESTLE_TOPIC_PREFIX",
+		            "must be one topic level without + # / or spaces");
 	int code = TR_EXIT_CONFIG;
 	if (tr_env_finish(&env) == TR_OK) {
 		tr_info("starting prefix=%s rooms=%s state_dir=%s retention_days=%ld", cfg.prefix,
-			cfg.rooms_path, cfg.state_dir, cfg.retention_days);
+		        cfg.rooms_path, cfg.state_dir, cfg.retention_days);
 		code = router_run(&cfg);
 	}
 	free(cfg.mqtt_url);

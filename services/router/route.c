@@ -21,9 +21,9 @@
 #include "redis.h"
 #include "router.h"
 
-#define ROUTER_DEDUPE_TTL_S "86400"
-#define ROUTER_PAUSE_AT 10000 /* jobs in memory before reading from the broker pauses */
-#define ROUTER_RESUME_AT 2000
+#define ROUTER_DEDUPE_TTL_S  "86400"
+#define ROUTER_PAUSE_AT      10000 /* jobs in memory before reading from the broker pauses */
+#define ROUTER_RESUME_AT     2000
 #define ROUTER_STOP_GRACE_MS 10000
 
 /* Dedupe and mapping in one round trip. ARGV: prefix, id, token, check_dedupe, dedupe_ttl,
@@ -33,48 +33,48 @@
  * Returns {"dup"} or {"ok", targets, reply_tos, threads}: per reference one array with each
  * destination's id ('?' = sent but not acknowledged yet, '!' = failed), or an empty array. */
 static const char router_route_lua[] =
-	"local P=ARGV[1]\n"
-	"if ARGV[4]=='1' then\n"
-	"  if not redis.call('SET',P..':d:'..ARGV[2],ARGV[3],'NX','EX',ARGV[5]) then\n"
-	"    if redis.call('GET',P..':d:'..ARGV[2])~=ARGV[3] then return {'dup'} end\n"
-	"  end\n"
-	"end\n"
-	"local ttl,oep,msgid=ARGV[6],ARGV[7],ARGV[9]\n"
-	"local dests={}\n"
-	"for i=13,#ARGV do dests[#dests+1]=ARGV[i] end\n"
-	"if ARGV[8]=='message' and msgid~='' then\n"
-	"  local g=oep..':'..msgid\n"
-	"  local gk=P..':g:'..g\n"
-	"  redis.call('HSETNX',gk,oep,msgid)\n"
-	"  for i=1,#dests do redis.call('HSETNX',gk,dests[i],'?') end\n"
-	"  redis.call('EXPIRE',gk,ttl)\n"
-	"  redis.call('SET',P..':e:'..ARGV[2],g,'EX',ttl)\n"
-	"  redis.call('SET',P..':r:'..g,g,'EX',ttl)\n"
-	"end\n"
-	"local out={'ok'}\n"
-	"for k=10,12 do\n"
-	"  local vals={}\n"
-	"  if ARGV[k]~='' and #dests>0 then\n"
-	"    local g=redis.call('GET',P..':r:'..oep..':'..ARGV[k])\n"
-	"    if g then vals=redis.call('HMGET',P..':g:'..g,unpack(dests)) end\n"
-	"  end\n"
-	"  out[#out+1]=vals\n"
-	"end\n"
-	"return out\n";
+    "local P=ARGV[1]\n"
+    "if ARGV[4]=='1' then\n"
+    "  if not redis.call('SET',P..':d:'..ARGV[2],ARGV[3],'NX','EX',ARGV[5]) then\n"
+    "    if redis.call('GET',P..':d:'..ARGV[2])~=ARGV[3] then return {'dup'} end\n"
+    "  end\n"
+    "end\n"
+    "local ttl,oep,msgid=ARGV[6],ARGV[7],ARGV[9]\n"
+    "local dests={}\n"
+    "for i=13,#ARGV do dests[#dests+1]=ARGV[i] end\n"
+    "if ARGV[8]=='message' and msgid~='' then\n"
+    "  local g=oep..':'..msgid\n"
+    "  local gk=P..':g:'..g\n"
+    "  redis.call('HSETNX',gk,oep,msgid)\n"
+    "  for i=1,#dests do redis.call('HSETNX',gk,dests[i],'?') end\n"
+    "  redis.call('EXPIRE',gk,ttl)\n"
+    "  redis.call('SET',P..':e:'..ARGV[2],g,'EX',ttl)\n"
+    "  redis.call('SET',P..':r:'..g,g,'EX',ttl)\n"
+    "end\n"
+    "local out={'ok'}\n"
+    "for k=10,12 do\n"
+    "  local vals={}\n"
+    "  if ARGV[k]~='' and #dests>0 then\n"
+    "    local g=redis.call('GET',P..':r:'..oep..':'..ARGV[k])\n"
+    "    if g then vals=redis.call('HMGET',P..':g:'..g,unpack(dests)) end\n"
+    "  end\n"
+    "  out[#out+1]=vals\n"
+    "end\n"
+    "return out\n";
 
 /* An ack teaches the mapping. ARGV: prefix, event id, destination endpoint, ok, msgid, ttl. */
 static const char router_ack_lua[] =
-	"local P=ARGV[1]\n"
-	"local g=redis.call('GET',P..':e:'..ARGV[2])\n"
-	"if not g then return 0 end\n"
-	"local gk=P..':g:'..g\n"
-	"if ARGV[4]=='1' and ARGV[5]~='' then\n"
-	"  redis.call('HSET',gk,ARGV[3],ARGV[5])\n"
-	"  redis.call('SET',P..':r:'..ARGV[3]..':'..ARGV[5],g,'EX',ARGV[6])\n"
-	"elseif redis.call('HGET',gk,ARGV[3])=='?' then\n"
-	"  redis.call('HSET',gk,ARGV[3],'!')\n"
-	"end\n"
-	"return 1\n";
+    "local P=ARGV[1]\n"
+    "local g=redis.call('GET',P..':e:'..ARGV[2])\n"
+    "if not g then return 0 end\n"
+    "local gk=P..':g:'..g\n"
+    "if ARGV[4]=='1' and ARGV[5]~='' then\n"
+    "  redis.call('HSET',gk,ARGV[3],ARGV[5])\n"
+    "  redis.call('SET',P..':r:'..ARGV[3]..':'..ARGV[5],g,'EX',ARGV[6])\n"
+    "elseif redis.call('HGET',gk,ARGV[3])=='?' then\n"
+    "  redis.call('HSET',gk,ARGV[3],'!')\n"
+    "end\n"
+    "return 1\n";
 
 enum job_state { J_NEW, J_SENT, J_WAIT, J_READY, J_DROP };
 
@@ -136,9 +136,9 @@ struct router {
 	int exit_code;
 	char retention_s[24];
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_timer_t wait_timer, retry_timer, stop_timer, trim_timer;
+	uv_timer_t wait_timer, retry_timer, stop_timer, trim_timer, script_timer;
 	struct tr_metric *m_acks_ok, *m_acks_failed, *m_latency, *m_redis_rc, *m_broker_rc,
-		*m_depth, *m_rooms;
+	    *m_depth, *m_rooms;
 };
 
 static void router_send_job(struct router *r, struct job *j);
@@ -160,7 +160,7 @@ static void router_count_drop(struct router *r, const char *reason)
 	char labels[64];
 	snprintf(labels, sizeof(labels), "reason=\"%s\"", reason);
 	tr_metric_inc(tr_metrics_counter(r->metrics, "trestle_router_dropped_total",
-					 "Events dropped, by reason.", labels));
+	                                 "Events dropped, by reason.", labels));
 }
 
 static struct router_series *router_series(struct router *r, const char *connector)
@@ -172,9 +172,9 @@ static struct router_series *router_series(struct router *r, const char *connect
 	char *esc = tr_metrics_label_escape(connector);
 	char *labels = tr_xasprintf("connector=\"%s\"", esc);
 	s->in = tr_metrics_counter(r->metrics, "trestle_router_events_in_total",
-				   "Events received from connectors.", labels);
+	                           "Events received from connectors.", labels);
 	s->out = tr_metrics_counter(r->metrics, "trestle_router_events_out_total",
-				    "Events published to connectors, by destination.", labels);
+	                            "Events published to connectors, by destination.", labels);
 	free(labels);
 	free(esc);
 	tr_map_put(&r->series, connector, strlen(connector), s);
@@ -271,8 +271,8 @@ static void router_publish_job(struct router *r, struct job *j)
 			router_count_drop(r, "unmapped");
 			continue;
 		}
-		json_t *dest = json_pack("{s:s, s:s}", "connector", d->connector, "channel",
-					 d->channel);
+		json_t *dest =
+		    json_pack("{s:s, s:s}", "connector", d->connector, "channel", d->channel);
 		static const char *const refs[3] = {"target", "reply_to", "thread"};
 		for (int k = 0; k < 3; k++) {
 			const char *v = router_id_of(j, i, k);
@@ -303,7 +303,7 @@ static void router_publish_job(struct router *r, struct job *j)
 	}
 	tr_metric_observe(r->m_latency, lat);
 	tr_debug("routed id=%s type=%s outs=%u", j->ev.id, tr_event_type_name(j->ev.type),
-		 j->outs_pending);
+	         j->outs_pending);
 }
 
 /* Publishes every job at the head of the channel queue that is ready, in order. */
@@ -337,7 +337,8 @@ static void router_event_reply(struct tr_redis *rd, redisReply *reply, void *arg
 		return;
 	}
 	if (reply->type == REDIS_REPLY_ERROR) {
-		tr_error("redis route script failed id=%s: %.*s", j->ev.id, (int)reply->len, reply->str);
+		tr_error("redis route script failed id=%s: %.*s", j->ev.id, (int)reply->len,
+		         reply->str);
 		j->state = J_NEW;
 		if (strncmp(reply->str, "NOSCRIPT", 8) == 0)
 			r->route_sha[0] = '\0';
@@ -369,7 +370,8 @@ static void router_event_reply(struct tr_redis *rd, redisReply *reply, void *arg
 		for (size_t i = 0; i < n && i < arr->elements; i++) {
 			redisReply *v = arr->element[i];
 			free(j->ids[i * 3 + k]);
-			j->ids[i * 3 + k] = v->type == REDIS_REPLY_STRING ? tr_xstrdup(v->str) : NULL;
+			j->ids[i * 3 + k] =
+			    v->type == REDIS_REPLY_STRING ? tr_xstrdup(v->str) : NULL;
 			if (v->type == REDIS_REPLY_STRING && strcmp(v->str, "?") == 0)
 				pending = true;
 		}
@@ -397,7 +399,7 @@ static void router_ack_reply(struct tr_redis *rd, redisReply *reply, void *arg)
 	if (!reply || reply->type == REDIS_REPLY_ERROR) {
 		if (reply) {
 			tr_error("redis ack script failed id=%s: %.*s", j->ack.id, (int)reply->len,
-				 reply->str);
+			         reply->str);
 			if (strncmp(reply->str, "NOSCRIPT", 8) == 0)
 				r->ack_sha[0] = '\0';
 			uv_timer_start(&r->retry_timer, router_on_kick_timer, 1000, 0);
@@ -417,15 +419,16 @@ static void router_send_job(struct router *r, struct job *j)
 	int rc;
 	if (j->kind == 'a') {
 		const char *argv[] = {"EVALSHA",
-				      r->ack_sha,
-				      "0",
-				      r->cfg->prefix,
-				      j->ack.id,
-				      j->ack_ep,
-				      j->ack.ok ? "1" : "0",
-				      j->ack.msgid ? j->ack.msgid : "",
-				      r->retention_s};
-		rc = tr_redis_cmd(r->redis, router_ack_reply, j, (int)TR_ARRAY_LEN(argv), argv, NULL);
+		                      r->ack_sha,
+		                      "0",
+		                      r->cfg->prefix,
+		                      j->ack.id,
+		                      j->ack_ep,
+		                      j->ack.ok ? "1" : "0",
+		                      j->ack.msgid ? j->ack.msgid : "",
+		                      r->retention_s};
+		rc = tr_redis_cmd(r->redis, router_ack_reply, j, (int)TR_ARRAY_LEN(argv), argv,
+		                  NULL);
 	} else {
 		const struct rt_origin *o = j->origin;
 		size_t argc = 15 + o->n_dests;
@@ -480,19 +483,20 @@ static void router_on_kick_timer(uv_timer_t *t)
 
 /* Takes one payload from the broker (or the journal): validates, journals, queues. */
 static void router_take(struct router *r, const char *kind_s, const char *connector,
-			const char *payload, size_t len, uint64_t replay_seq, const char *replay_token)
+                        const char *payload, size_t len, uint64_t replay_seq,
+                        const char *replay_token)
 {
 	char err[TR_ERR_LEN];
 	char kind = strcmp(kind_s, "ack") == 0 ? 'a' : 'i';
 	struct tr_event ev = {0};
 	struct tr_ack ack = {0};
 	int rc = kind == 'a' ? tr_ack_decode(payload, len, &ack, err)
-			     : tr_event_decode(payload, len, false, &ev, err);
+	                     : tr_event_decode(payload, len, false, &ev, err);
 	if (rc != TR_OK) {
-		const char *reason = rc == TR_E_TOOBIG ? "too_big"
-				     : rc == TR_E_UTF8 ? "bad_utf8"
-				     : strstr(err, "JSON") || strstr(err, "json") ? "bad_json"
-										    : "invalid";
+		const char *reason = rc == TR_E_TOOBIG                            ? "too_big"
+		                     : rc == TR_E_UTF8                            ? "bad_utf8"
+		                     : strstr(err, "JSON") || strstr(err, "json") ? "bad_json"
+		                                                                  : "invalid";
 		if (kind == 'a')
 			reason = "bad_ack";
 		tr_warn("dropped %s from %s: %s (%zu bytes)", kind_s, connector, err, len);
@@ -520,7 +524,7 @@ static void router_take(struct router *r, const char *kind_s, const char *connec
 		tr_metric_inc(ack.ok ? r->m_acks_ok : r->m_acks_failed);
 		if (!ack.ok)
 			tr_info("delivery failed id=%s connector=%s error=%s detail=\"%s\"", ack.id,
-				ack.dest_connector, tr_str(ack.error), tr_str(ack.detail));
+			        ack.dest_connector, tr_str(ack.error), tr_str(ack.detail));
 	}
 	uint64_t seq = replay_seq;
 	char token[48];
@@ -528,7 +532,8 @@ static void router_take(struct router *r, const char *kind_s, const char *connec
 		snprintf(token, sizeof(token), "%s", replay_token);
 	} else {
 		snprintf(token, sizeof(token), "%s.%" PRIu64, r->nonce, r->next_token++);
-		if (journal_append(r->journal, kind, token, connector, payload, len, &seq) != TR_OK) {
+		if (journal_append(r->journal, kind, token, connector, payload, len, &seq) !=
+		    TR_OK) {
 			/* Without the journal we cannot promise durability; routing still works. */
 			tr_error("journal write failed: routing %s without it", kind_s);
 			seq = 0;
@@ -568,7 +573,7 @@ drop:
 }
 
 static void router_on_msg(void *arg, const char *topic, const void *payload, size_t len,
-			  bool retained)
+                          bool retained)
 {
 	(void)retained;
 	struct router *r = arg;
@@ -587,7 +592,7 @@ static void router_on_msg(void *arg, const char *topic, const void *payload, siz
 }
 
 static void router_on_replay(void *arg, uint64_t seq, char kind, const char *token,
-			     const char *connector, const char *payload, size_t len)
+                             const char *connector, const char *payload, size_t len)
 {
 	router_take(arg, kind == 'a' ? "ack" : "in", connector, payload, len, seq, token);
 }
@@ -607,7 +612,7 @@ static void router_on_acked(void *arg, int mid)
 /* ---- rooms -------------------------------------------------------------------------------- */
 
 static void router_publish_channels(struct router *r, const char *connector, const char **chans,
-				    size_t n)
+                                    size_t n)
 {
 	char *payload = NULL;
 	if (tr_channels_encode(chans, n, &payload) != TR_OK) {
@@ -689,7 +694,7 @@ static void router_install(struct router *r, const struct tr_rooms *rooms, bool 
 	}
 	free(conns);
 	tr_info("rooms loaded rooms=%u endpoints=%u connectors=%zu", t->n_rooms, t->n_origins,
-		n_conn);
+	        n_conn);
 	free(r->store_text);
 	free(r->store_conns);
 	r->store_text = r->store_conns = NULL;
@@ -786,19 +791,36 @@ static void router_script_loaded(struct tr_redis *rd, redisReply *reply, void *a
 	(void)rd;
 	char *dst = arg;
 	if (!reply || reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-		if (reply)
-			tr_error("redis SCRIPT LOAD failed");
+		if (reply && reply->type == REDIS_REPLY_ERROR)
+			tr_warn("redis SCRIPT LOAD failed: %.*s",
+			        (int)(reply->len < 200 ? reply->len : 200), reply->str);
 		return;
 	}
 	memcpy(dst, reply->str, 40);
 	dst[40] = '\0';
 }
 
+static void router_load_scripts(struct router *r);
+
+static void router_on_script_retry(uv_timer_t *t)
+{
+	struct router *r = t->data;
+	if (tr_redis_ready(r->redis))
+		router_load_scripts(r);
+}
+
 static void router_scripts_done(struct tr_redis *rd, redisReply *reply, void *arg)
 {
 	(void)rd;
-	(void)reply;
 	struct router *r = arg;
+	if (!reply)
+		return; /* Redis went away: loaded again when it is back */
+	if (!r->route_sha[0] || !r->ack_sha[0]) {
+		/* Redis answers LOADING while it reads its data back after a restart: try again. */
+		uv_timer_start(&r->script_timer, router_on_script_retry, 500, 0);
+		return;
+	}
+	tr_info("redis scripts loaded; routing");
 	if (router_follows_redis(r))
 		router_follow(r);
 	router_store_table(r);
@@ -812,8 +834,14 @@ static void router_on_redis(void *arg, bool ready)
 	if (!ready) {
 		r->route_sha[0] = r->ack_sha[0] = '\0';
 		r->table_stored = false;
+		uv_timer_stop(&r->script_timer);
 		return;
 	}
+	router_load_scripts(r);
+}
+
+static void router_load_scripts(struct router *r)
+{
 	const char *a1[] = {"SCRIPT", "LOAD", router_route_lua};
 	const char *a2[] = {"SCRIPT", "LOAD", router_ack_lua};
 	const char *a3[] = {"PING"};
@@ -835,16 +863,18 @@ static void router_on_bus(void *arg, bool connected, bool session_present)
 /* ---- health and metrics ------------------------------------------------------------------- */
 
 static int router_http(void *arg, const char *method, const char *path, struct tr_buf *body,
-		       const char **ctype)
+                       const char **ctype)
 {
 	(void)method;
 	struct router *r = arg;
 	*ctype = "text/plain; charset=utf-8";
 	if (strcmp(path, "/healthz") == 0) {
-		const char *why = !tr_bus_connected(r->bus)      ? "broker down\n"
-				  : !tr_redis_ready(r->redis)    ? "redis down\n"
-				  : r->stopping                  ? "stopping\n"
-								 : NULL;
+		const char *why = !tr_bus_connected(r->bus)   ? "broker down\n"
+		                  : !tr_redis_ready(r->redis) ? "redis down\n"
+		                  : !r->route_sha[0] || !r->ack_sha[0]
+		                      ? "redis not ready (loading)\n"
+		                  : r->stopping ? "stopping\n"
+		                                : NULL;
 		if (tr_buf_appends(body, why ? why : "ok\n") != TR_OK)
 			return 500;
 		return why ? 503 : 200;
@@ -876,6 +906,7 @@ static void router_redis_closed(void *arg)
 	uv_close((uv_handle_t *)&r->retry_timer, router_handle_closed);
 	uv_close((uv_handle_t *)&r->stop_timer, router_handle_closed);
 	uv_close((uv_handle_t *)&r->trim_timer, router_handle_closed);
+	uv_close((uv_handle_t *)&r->script_timer, router_handle_closed);
 }
 
 static void router_bus_closed(void *arg)
@@ -986,34 +1017,35 @@ int router_run(const struct router_config *cfg)
 	snprintf(r->retention_s, sizeof(r->retention_s), "%ld", cfg->retention_days * 86400);
 	r->metrics = tr_metrics_new();
 	static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-					    0.05,   0.1,   0.25,   0.5,   1,    2.5};
+	                                    0.05,   0.1,   0.25,   0.5,   1,    2.5};
 	r->m_latency = tr_metrics_histogram(r->metrics, "trestle_router_route_latency_seconds",
-					    "From receipt to publish of an event.", NULL,
-					    lat_bounds, TR_ARRAY_LEN(lat_bounds));
+	                                    "From receipt to publish of an event.", NULL,
+	                                    lat_bounds, TR_ARRAY_LEN(lat_bounds));
 	r->m_acks_ok = tr_metrics_counter(r->metrics, "trestle_router_acks_total",
-					  "Delivery acks from connectors.", "result=\"ok\"");
-	r->m_acks_failed = tr_metrics_counter(r->metrics, "trestle_router_acks_total",
-					      "Delivery acks from connectors.", "result=\"failed\"");
+	                                  "Delivery acks from connectors.", "result=\"ok\"");
+	r->m_acks_failed =
+	    tr_metrics_counter(r->metrics, "trestle_router_acks_total",
+	                       "Delivery acks from connectors.", "result=\"failed\"");
 	r->m_redis_rc = tr_metrics_counter(r->metrics, "trestle_router_redis_reconnects_total",
-					   "Reconnects to Redis.", NULL);
+	                                   "Reconnects to Redis.", NULL);
 	r->m_broker_rc = tr_metrics_counter(r->metrics, "trestle_router_broker_reconnects_total",
-					    "Reconnects to the broker.", NULL);
+	                                    "Reconnects to the broker.", NULL);
 	r->m_depth = tr_metrics_gauge(r->metrics, "trestle_router_queue_depth",
-				      "Events received and not yet finished.", NULL);
+	                              "Events received and not yet finished.", NULL);
 	r->m_rooms = tr_metrics_gauge(r->metrics, "trestle_router_rooms", "Rooms in force.", NULL);
 
 	char *in = tr_topic(cfg->prefix, "in", "+");
 	char *ack = tr_topic(cfg->prefix, "ack", "+");
 	const char *subs[] = {in, ack};
 	struct tr_bus_opts bo = {.url = cfg->mqtt_url,
-				 .client_id = cfg->client_id,
-				 .subs = subs,
-				 .n_subs = 2,
-				 .receive_max = 1000,
-				 .on_msg = router_on_msg,
-				 .on_state = router_on_bus,
-				 .on_acked = router_on_acked,
-				 .arg = r};
+	                         .client_id = cfg->client_id,
+	                         .subs = subs,
+	                         .n_subs = 2,
+	                         .receive_max = 1000,
+	                         .on_msg = router_on_msg,
+	                         .on_state = router_on_bus,
+	                         .on_acked = router_on_acked,
+	                         .arg = r};
 	r->bus = tr_bus_new(r->loop, &bo, err);
 	free(in);
 	free(ack);
@@ -1033,7 +1065,9 @@ int router_run(const struct router_config *cfg)
 	uv_timer_init(r->loop, &r->retry_timer);
 	uv_timer_init(r->loop, &r->stop_timer);
 	uv_timer_init(r->loop, &r->trim_timer);
+	uv_timer_init(r->loop, &r->script_timer);
 	r->wait_timer.data = r->retry_timer.data = r->stop_timer.data = r->trim_timer.data = r;
+	r->script_timer.data = r;
 	uv_timer_start(&r->trim_timer, router_on_trim_timer, 5000, 5000);
 	/* Replay before the first message from the broker, so per-channel order holds. */
 	r->journal = journal_open(cfg->state_dir, router_on_replay, r, err);

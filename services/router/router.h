@@ -17,10 +17,10 @@
  * indices, and the endpoint index is a flat open-addressing table of uint32. */
 struct rt_origin {
 	const char *connector, *channel;
-	const char *ep;    /* endpoint key, see rt_endpoint_key */
-	uint32_t first;    /* its destinations: t->dests[first .. first + n_dests) */
+	const char *ep; /* endpoint key, see rt_endpoint_key */
+	uint32_t first; /* its destinations: t->dests[first .. first + n_dests) */
 	uint32_t n_dests;
-	bool can_send;     /* in some room with mode inout or in */
+	bool can_send; /* in some room with mode inout or in */
 };
 
 struct rt_dest {
@@ -51,9 +51,9 @@ char *rt_endpoint_key(const char *connector, const char *channel);
 struct rt_table *rt_table_new(const struct tr_rooms *rooms);
 /* NULL when the endpoint is in no room. Borrowed. */
 const struct rt_origin *rt_table_lookup(const struct rt_table *t, const char *connector,
-					const char *channel);
+                                        const char *channel);
 static inline const struct rt_origin *rt_dest_origin(const struct rt_table *t,
-						     const struct rt_dest *d)
+                                                     const struct rt_dest *d)
 {
 	return &t->origins[d->origin];
 }
@@ -69,12 +69,13 @@ void rt_table_unref(struct rt_table *t);
 struct journal;
 /* A record that was not done before the last stop; payload borrowed for the call. */
 typedef void journal_replay_fn(void *arg, uint64_t seq, char kind, const char *token,
-			       const char *connector, const char *payload, size_t len);
+                               const char *connector, const char *payload, size_t len);
 /* Opens (creating) the journal in dir and calls fn for every record not done, oldest first.
  * NULL with err filled when the directory cannot be used. */
-struct journal *journal_open(const char *dir, journal_replay_fn *fn, void *arg, char err[TR_ERR_LEN]);
+struct journal *journal_open(const char *dir, journal_replay_fn *fn, void *arg,
+                             char err[TR_ERR_LEN]);
 int journal_append(struct journal *j, char kind, const char *token, const char *connector,
-		   const void *payload, size_t len, uint64_t *seq) TR_MUST_CHECK;
+                   const void *payload, size_t len, uint64_t *seq) TR_MUST_CHECK;
 void journal_done(struct journal *j, uint64_t seq);
 void journal_close(struct journal *j);
 

@@ -86,7 +86,8 @@ struct rt_table *rt_table_new(const struct tr_rooms *rooms)
 	size_t n_eps = 0, n_pairs = 0;
 	for (size_t r = 0; r < rooms->n_rooms; r++) {
 		n_eps += rooms->rooms[r].n_eps;
-		n_pairs += rooms->rooms[r].n_eps * (rooms->rooms[r].n_eps ? rooms->rooms[r].n_eps - 1 : 0);
+		n_pairs +=
+		    rooms->rooms[r].n_eps * (rooms->rooms[r].n_eps ? rooms->rooms[r].n_eps - 1 : 0);
 	}
 	t->origins = tr_xcalloc(n_eps ? n_eps : 1, sizeof(*t->origins));
 	t->n_slots = 16;
@@ -125,14 +126,15 @@ struct rt_table *rt_table_new(const struct tr_rooms *rooms)
 			o->can_send = true;
 			for (size_t d = 0; d < room->n_eps; d++) {
 				uint32_t di = room_idx[r][d];
-				if (d == e || room->eps[d].mode == TR_MODE_IN || di == room_idx[r][e])
+				if (d == e || room->eps[d].mode == TR_MODE_IN ||
+				    di == room_idx[r][e])
 					continue;
 				bool dup = false;
 				for (uint32_t k = 0; k < o->n_dests && !dup; k++)
 					dup = t->dests[o->first + k].origin == di;
 				if (!dup)
 					t->dests[o->first + o->n_dests++] =
-						(struct rt_dest){.origin = di, .room = (uint32_t)r};
+					    (struct rt_dest){.origin = di, .room = (uint32_t)r};
 			}
 		}
 		free(room_idx[r]);
@@ -144,7 +146,7 @@ struct rt_table *rt_table_new(const struct tr_rooms *rooms)
 }
 
 const struct rt_origin *rt_table_lookup(const struct rt_table *t, const char *connector,
-					const char *channel)
+                                        const char *channel)
 {
 	char *key = rt_endpoint_key(connector, channel);
 	uint32_t *s = rt_slot(t, key, strlen(key));

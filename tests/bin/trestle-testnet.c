@@ -72,7 +72,8 @@ static void testnet_line(struct tr_conn *c, const char *s, size_t n)
 		char *payload = json_dumps(obj, JSON_COMPACT);
 		struct tr_event ev = {0};
 		char err[TR_ERR_LEN];
-		if (payload && tr_event_decode(payload, strlen(payload), false, &ev, err) == TR_OK) {
+		if (payload &&
+		    tr_event_decode(payload, strlen(payload), false, &ev, err) == TR_OK) {
 			if (tr_conn_publish(c, &ev) != TR_OK)
 				tr_warn("testnet: publish failed");
 		} else {
@@ -138,8 +139,8 @@ static int testnet_deliver(struct tr_conn *c, const struct tr_event *ev)
 	char err[TR_ERR_LEN];
 	if (tr_event_encode(ev, &payload, err) != TR_OK)
 		return TR_E_INVAL;
-	testnet_emit(json_pack("{s:s, s:o}", "op", "deliver", "event",
-			       json_loads(payload, 0, NULL)));
+	testnet_emit(
+	    json_pack("{s:s, s:o}", "op", "deliver", "event", json_loads(payload, 0, NULL)));
 	free(payload);
 	if (strncmp(ev->dest.channel, "deny", 4) == 0) {
 		tr_conn_ack(c, ev, TR_E_FORBIDDEN, "bot not in channel");
@@ -186,15 +187,15 @@ static void testnet_release(struct tr_conn *c)
 }
 
 static const struct tr_connector testnet_connector = {
-	.network = "testnet",
-	.state_size = sizeof(struct testnet),
-	.caps = TR_CAP_EDIT | TR_CAP_DELETE | TR_CAP_REACT | TR_CAP_REPLY,
-	.configure = testnet_configure,
-	.connect = testnet_connect,
-	.deliver = testnet_deliver,
-	.set_channels = testnet_set_channels,
-	.disconnect = testnet_disconnect,
-	.release = testnet_release,
+    .network = "testnet",
+    .state_size = sizeof(struct testnet),
+    .caps = TR_CAP_EDIT | TR_CAP_DELETE | TR_CAP_REACT | TR_CAP_REPLY,
+    .configure = testnet_configure,
+    .connect = testnet_connect,
+    .deliver = testnet_deliver,
+    .set_channels = testnet_set_channels,
+    .disconnect = testnet_disconnect,
+    .release = testnet_release,
 };
 
 int main(int argc, char **argv)

@@ -41,8 +41,8 @@ static const char *dests_of(const struct rt_table *t, const char *conn, const ch
 		size_t n = strlen(out);
 		const struct rt_dest *d = &t->dests[o->first + i];
 		snprintf(out + n, sizeof(out) - n, "%s%s/%s@%s", i ? " " : "",
-			 rt_dest_origin(t, d)->connector, rt_dest_origin(t, d)->channel,
-			 rt_dest_room(t, d));
+		         rt_dest_origin(t, d)->connector, rt_dest_origin(t, d)->channel,
+		         rt_dest_room(t, d));
 	}
 	return out[0] ? out : "-";
 }
@@ -65,19 +65,19 @@ static void test_fanout_and_modes(void **state)
 {
 	(void)state;
 	struct rt_table *t = table_from("[room r1]\n"
-					"slack = C1\n"
-					"matrix = !m:x\n"
-					"irc = #r1 in\n"
-					"tg = -100 out\n");
+	                                "slack = C1\n"
+	                                "matrix = !m:x\n"
+	                                "irc = #r1 in\n"
+	                                "tg = -100 out\n");
 	static const struct {
 		const char *conn, *chan, *want;
 	} cases[] = {
-		{"slack", "C1", "matrix/!m:x@r1 tg/-100@r1"},
-		{"matrix", "!m:x", "slack/C1@r1 tg/-100@r1"},
-		{"irc", "#r1", "slack/C1@r1 matrix/!m:x@r1 tg/-100@r1"},
-		{"tg", "-100", "(out-only)"},
-		{"slack", "C2", "(none)"},
-		{"nobody", "C1", "(none)"},
+	    {"slack", "C1", "matrix/!m:x@r1 tg/-100@r1"},
+	    {"matrix", "!m:x", "slack/C1@r1 tg/-100@r1"},
+	    {"irc", "#r1", "slack/C1@r1 matrix/!m:x@r1 tg/-100@r1"},
+	    {"tg", "-100", "(out-only)"},
+	    {"slack", "C2", "(none)"},
+	    {"nobody", "C1", "(none)"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_string_equal(dests_of(t, cases[i].conn, cases[i].chan), cases[i].want);
@@ -89,8 +89,8 @@ static void test_shared_endpoint_one_copy(void **state)
 	(void)state;
 	/* slack/C1 is in two rooms that both hold matrix/!m:x: matrix gets one copy. */
 	struct rt_table *t = table_from("[room a]\nslack = C1\nmatrix = !m:x\n"
-					"[room b]\nslack = C1\nmatrix = !m:x\nirc = #b\n"
-					"[room c]\nirc = #b\nslack = C1 out\n");
+	                                "[room b]\nslack = C1\nmatrix = !m:x\nirc = #b\n"
+	                                "[room c]\nirc = #b\nslack = C1 out\n");
 	assert_string_equal(dests_of(t, "slack", "C1"), "matrix/!m:x@a irc/#b@b");
 	assert_string_equal(dests_of(t, "irc", "#b"), "slack/C1@b matrix/!m:x@b");
 	/* Same connector twice in a room: the two channels see each other. */
@@ -114,9 +114,9 @@ static void test_rooms_dump_matches_jansson(void **state)
 {
 	(void)state;
 	static const char *const files[] = {
-		"[room a]\nslack = C1\nmatrix = !m:x out\n[room b.2]\nirc = #a\"b\\\\c in\n",
-		"",
-		"[room x]\nq = \xc3\xa9t\xc3\xa9\n",
+	    "[room a]\nslack = C1\nmatrix = !m:x out\n[room b.2]\nirc = #a\"b\\\\c in\n",
+	    "",
+	    "[room x]\nq = \xc3\xa9t\xc3\xa9\n",
 	};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		struct tr_rooms rooms = {0};
@@ -124,7 +124,7 @@ static void test_rooms_dump_matches_jansson(void **state)
 		tr_buf_init(&errs, 4096);
 		tr_buf_init(&text, 1 << 20);
 		assert_int_equal(tr_rooms_parse(files[i], strlen(files[i]), "t.ini", &rooms, &errs),
-				 TR_OK);
+		                 TR_OK);
 		json_t *j = tr_rooms_to_json(&rooms);
 		char *want = json_dumps(j, JSON_COMPACT);
 		assert_int_equal(tr_rooms_dump(&rooms, &text), TR_OK);
@@ -145,7 +145,7 @@ struct replayed {
 };
 
 static void on_replay(void *arg, uint64_t seq, char kind, const char *token, const char *conn,
-		      const char *payload, size_t len)
+                      const char *payload, size_t len)
 {
 	(void)seq;
 	struct replayed *r = arg;
@@ -211,13 +211,13 @@ static void test_journal_bad_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_endpoint_key),
-		cmocka_unit_test(test_fanout_and_modes),
-		cmocka_unit_test(test_shared_endpoint_one_copy),
-		cmocka_unit_test(test_table_refcount),
-		cmocka_unit_test(test_rooms_dump_matches_jansson),
-		cmocka_unit_test(test_journal_replay),
-		cmocka_unit_test(test_journal_bad_dir),
+	    cmocka_unit_test(test_endpoint_key),
+	    cmocka_unit_test(test_fanout_and_modes),
+	    cmocka_unit_test(test_shared_endpoint_one_copy),
+	    cmocka_unit_test(test_table_refcount),
+	    cmocka_unit_test(test_rooms_dump_matches_jansson),
+	    cmocka_unit_test(test_journal_replay),
+	    cmocka_unit_test(test_journal_bad_dir),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
