@@ -14,10 +14,11 @@ static const struct ctl_command ctl_commands[] = {
         .name = "check",
         .args = "FILE",
         .summary = "validate a rooms file",
-        .help = "Reads FILE as the router would (DESIGN §3) and reports every problem as\n"
-                "FILE:LINE: reason on stderr. Needs neither the broker nor Redis.\n"
-                "\n"
-                "Exit status: 0 when the file is valid, 78 when it is not or cannot be read.\n",
+        .help =
+            "Reads FILE as the router would (the rooms file format) and reports every problem as\n"
+            "FILE:LINE: reason on stderr. Needs neither the broker nor Redis.\n"
+            "\n"
+            "Exit status: 0 when the file is valid, 78 when it is not or cannot be read.\n",
         .run = ctl_check,
     },
     {

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backoff.h"
+#include "alloc.h"
 #include "env.h"
+#include "event.h"
 #include "log.h"
 #include "router.h"
 
@@ -54,6 +56,25 @@ int main(int argc, char **argv)
 	    .retention_days = tr_env_int(&env, "TRESTLE_RETENTION_DAYS", 30, 1, 3650),
 	    .ack_wait_ms = tr_env_int(&env, "TRESTLE_ACK_WAIT_MS", 5000, 0, 600000),
 	};
+	char *parts = tr_env_str(&env, "TRESTLE_ROUTER_CONNECTORS", NULL);
+	for (char *tok = parts; tok && *tok;) {
+		size_t n = strcspn(tok, ", ");
+		char *next = tok + n + (tok[n] ? 1 : 0);
+		tok[n] = '\0';
+		if (n == 0) {
+			tok = next;
+			continue;
+		}
+		if (!tr_connector_name_valid(tok)) {
+			tr_env_fail(&env, "TRESTLE_ROUTER_CONNECTORS", "bad connector name");
+		} else {
+			cfg.connectors =
+			    tr_xrealloc(cfg.connectors, (cfg.n_connectors + 1) * sizeof(char *));
+			cfg.connectors[cfg.n_connectors++] = tr_xstrdup(tok);
+		}
+		tok = next;
+	}
+	free(parts);
 	if (cfg.prefix && (!*cfg.prefix || strpbrk(cfg.prefix, "+#/ ")))
 		tr_env_fail(&env, "TRESTLE_TOPIC_PREFIX",
 		            "must be one topic level without + # / or spaces");
@@ -70,6 +91,9 @@ int main(int argc, char **argv)
 	free(cfg.state_dir);
 	free(cfg.metrics_addr);
 	free(cfg.client_id);
+	for (size_t i = 0; i < cfg.n_connectors; i++)
+		free(cfg.connectors[i]);
+	free(cfg.connectors);
 	tr_env_cleanup(&env);
 	return code;
 }

@@ -1034,21 +1034,27 @@ int router_run(const struct router_config *cfg)
 	                              "Events received and not yet finished.", NULL);
 	r->m_rooms = tr_metrics_gauge(r->metrics, "trestle_router_rooms", "Rooms in force.", NULL);
 
-	char *in = tr_topic(cfg->prefix, "in", "+");
-	char *ack = tr_topic(cfg->prefix, "ack", "+");
-	const char *subs[] = {in, ack};
+	/* All connectors, or the partition TRESTLE_ROUTER_CONNECTORS gives this router. */
+	char **subs = tr_xcalloc(2 * (cfg->n_connectors ? cfg->n_connectors : 1), sizeof(char *));
+	size_t n_subs = 0;
+	for (size_t i = 0; i < (cfg->n_connectors ? cfg->n_connectors : 1); i++) {
+		const char *c = cfg->n_connectors ? cfg->connectors[i] : "+";
+		subs[n_subs++] = tr_topic(cfg->prefix, "in", c);
+		subs[n_subs++] = tr_topic(cfg->prefix, "ack", c);
+	}
 	struct tr_bus_opts bo = {.url = cfg->mqtt_url,
 	                         .client_id = cfg->client_id,
-	                         .subs = subs,
-	                         .n_subs = 2,
+	                         .subs = (const char *const *)subs,
+	                         .n_subs = n_subs,
 	                         .receive_max = 1000,
 	                         .on_msg = router_on_msg,
 	                         .on_state = router_on_bus,
 	                         .on_acked = router_on_acked,
 	                         .arg = r};
 	r->bus = tr_bus_new(r->loop, &bo, err);
-	free(in);
-	free(ack);
+	for (size_t i = 0; i < n_subs; i++)
+		free(subs[i]);
+	free(subs);
 	struct tr_redis_opts ro = {.url = cfg->redis_url, .on_state = router_on_redis, .arg = r};
 	if (r->bus)
 		r->redis = tr_redis_new(r->loop, &ro, err);

@@ -83,6 +83,8 @@ void journal_close(struct journal *j);
 
 struct router_config {
 	char *mqtt_url, *redis_url, *prefix, *rooms_path, *state_dir, *metrics_addr, *client_id;
+	char **connectors; /* TRESTLE_ROUTER_CONNECTORS: this router's partition; none = all */
+	size_t n_connectors;
 	long retention_days;
 	long ack_wait_ms;
 };
