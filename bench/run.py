@@ -524,6 +524,60 @@ def render(info, results, raw_only, elapsed, repeat):
     return "\n".join(out)
 
 
+def connector_budget(build, mqtt_port, tmp, runs=5):
+    """The connector budgets, on the connector core through trestle-testnet (whose network
+    answers at once): time from process start to its retained status "online", and idle RSS."""
+    import paho.mqtt.client as mqtt
+    exe = os.path.join(build, "test", "trestle-testnet")
+    if not os.access(exe, os.X_OK):
+        return None
+    res = {"online_ms": [], "rss": []}
+    for i in range(runs):
+        prefix = f"cb{i}{os.getpid()}"
+        got = {}
+        cl = mqtt.Client(client_id=f"{prefix}-watch", protocol=mqtt.MQTTv5)
+        cl.on_message = lambda c, u, m: got.setdefault("t", time.monotonic()) \
+            if b'"online"' in m.payload else None
+        cl.connect("127.0.0.1", mqtt_port)
+        cl.subscribe(f"{prefix}/v1/status/tn", qos=1)
+        cl.loop_start()
+        env = dict(os.environ, TRESTLE_MQTT_URL=f"mqtt://127.0.0.1:{mqtt_port}",
+                   TRESTLE_CONNECTOR="tn", TRESTLE_TOPIC_PREFIX=prefix,
+                   TRESTLE_STATE_DIR=os.path.join(tmp, prefix), TRESTLE_LOG_LEVEL="warn")
+        t0 = time.monotonic()
+        p = spawn([exe], env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                  stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: "t" in got, 10, "testnet online", p)
+            res["online_ms"].append((got["t"] - t0) * 1000)
+            time.sleep(2)  # idle: nothing to do but keepalives
+            res["rss"].append(proc_mem(p.pid)[0])
+        finally:
+            stop(p)
+            cl.loop_stop()
+            cl.disconnect()
+    return res
+
+
+def render_connector(cb):
+    if not cb:
+        return "\nConnector budgets: trestle-testnet not built.\n"
+    worst_ms = max(cb["online_ms"])
+    worst_rss = max(cb["rss"])
+    ok_ms, ok_rss = worst_ms < 1000, worst_rss / MIB < 6
+    return "\n".join([
+        "",
+        "| connector core (trestle-testnet, 5 starts) | worst | target | result |",
+        "|---|---:|---|---|",
+        f"| process start to retained status online | {worst_ms:.0f} ms | < 1 s | {passfail(ok_ms)} |",
+        f"| idle RSS | {fmt_mib(worst_rss)} MiB | < 6 MiB | {passfail(ok_rss)} |",
+        "",
+        "The testnet connector's network answers at once, so the first line is the core's own "
+        "share of \"online within 1 s of its network answering\": broker connect, status, "
+        "channels subscription.",
+        ""])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--raw-only", action="store_true", help="run the raw relay only")
@@ -586,6 +640,8 @@ def main():
                 c["router"] = merge_routers(routers)
             results.append(c)
         table = render(info, results, args.raw_only, time.monotonic() - t0, args.repeat)
+        if not args.raw_only and not args.only:
+            table += render_connector(connector_budget(build, mqtt_port, tmp))
         print(table)
         os.makedirs(os.path.dirname(out_path), exist_ok=True)
         with open(out_path + ".tmp", "w") as f:
