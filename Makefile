@@ -19,7 +19,7 @@ SANITIZE ?=
 WERROR   ?=
 FUZZ_SECONDS ?= 30
 
-PKGS     ?= libmosquitto libuv jansson hiredis libcmark libcurl
+PKGS     ?= libmosquitto libuv jansson hiredis libcmark libcurl libwebsockets libstrophe
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

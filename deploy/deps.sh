@@ -10,16 +10,18 @@ PACKAGES=(
 	# build
 	build-essential pkg-config clang git
 	libmosquitto-dev libuv1-dev libjansson-dev libhiredis-dev libwebsockets-dev
-	libcurl4-openssl-dev libcmark-dev
+	libcurl4-openssl-dev libcmark-dev libstrophe-dev libssl-dev
 	# tests, lint
 	libcmocka-dev clang-format python3 python3-paho-mqtt python3-redis python3-pytest
 	# servers the tests and the demo run themselves (never as system services)
-	mosquitto mosquitto-clients redis-server
+	mosquitto mosquitto-clients redis-server ngircd prosody python3-slixmpp openssl
+	# test servers for the HTTP networks, checked by the networks' official SDKs from npm
+	nodejs npm
 	# the demo and the test harness: curl for /healthz, ps/kill, ss
 	curl procps iproute2 ca-certificates
 )
 # Packages whose postinst starts a system service we must stop again.
-SERVICES=(mosquitto redis-server)
+SERVICES=(mosquitto redis-server ngircd prosody)
 
 if [ "${1:-}" = "--list" ]; then
 	printf '%s\n' "${PACKAGES[@]}"
