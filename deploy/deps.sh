@@ -15,8 +15,6 @@ PACKAGES=(
 	libcmocka-dev clang-format python3 python3-paho-mqtt python3-redis python3-pytest
 	# servers the tests and the demo run themselves (never as system services)
 	mosquitto mosquitto-clients redis-server ngircd prosody python3-slixmpp openssl
-	# test servers for the HTTP networks, checked by the networks' official SDKs from npm
-	nodejs npm
 	# the demo and the test harness: curl for /healthz, ps/kill, ss
 	curl procps iproute2 ca-certificates
 )
@@ -37,6 +35,12 @@ for p in "${PACKAGES[@]}"; do
 	*) missing+=("$p") ;;
 	esac
 done
+# Node.js and npm run the test servers of the HTTP networks (checked by their official SDKs
+# from npm). A machine may have them from elsewhere (Debian's npm then conflicts): ask for
+# Debian's packages only when the commands are absent.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=()
