@@ -28,7 +28,7 @@ int tr_format_render(const char *md, size_t len, enum tr_dialect d, char **out) 
  * CommonMark would read as markup but the network meant literally are backslash-escaped.
  * IRC colour codes are dropped (their text kept). */
 int tr_format_to_commonmark(const char *text, size_t len, enum tr_dialect d,
-			    char **out) TR_MUST_CHECK;
+                            char **out) TR_MUST_CHECK;
 
 /* Makes every mass mention inert for any network: @everyone, @here, @channel, @room, @all
  * (any case, at a word start) get U+2060 WORD JOINER after the '@'; Slack's <!channel>,
@@ -39,15 +39,20 @@ char *tr_mentions_neutralise(const char *s, size_t len);
 /* Splits text into pieces of at most max_bytes each (max_bytes >= 16): at line breaks first,
  * then at the last space that fits, then at a code point boundary; never inside a UTF-8
  * sequence. For TR_DIALECT_IRC a formatting run cut by a split is closed at the end of its
- * piece and reopened at the start of the next. Empty lines are dropped. *pieces is a
+ * piece and reopened at the start of the next. Empty lines are dropped; CR also ends a line
+ * and NUL bytes are dropped, so no piece holds CR, LF or NUL. *pieces is a
  * NULL-terminated array of *n strings, freed with tr_format_pieces_free. */
 int tr_format_split(const char *s, size_t len, size_t max_bytes, enum tr_dialect d, char ***pieces,
-		    size_t *n) TR_MUST_CHECK;
+                    size_t *n) TR_MUST_CHECK;
 void tr_format_pieces_free(char **pieces);
+/* As tr_format_split, with a limit in code points too (max_chars >= 16, or 0 for none; an IRC
+ * formatting code counts as one), for networks that count characters rather than bytes. */
+int tr_format_split_limits(const char *s, size_t len, size_t max_bytes, size_t max_chars,
+                           enum tr_dialect d, char ***pieces, size_t *n) TR_MUST_CHECK;
 
 /* At most max_bytes and max_chars code points (0 = no limit); when cut, ends with "…" (counted
  * in the limits) and, for IRC, with formatting reset. Newly allocated. */
 char *tr_format_truncate(const char *s, size_t len, size_t max_bytes, size_t max_chars,
-			 enum tr_dialect d);
+                         enum tr_dialect d);
 
 #endif
