@@ -580,6 +580,7 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	c->prefix = tr_env_str(&env, "TRESTLE_TOPIC_PREFIX", "trestle");
 	c->state_dir = tr_env_str(&env, "TRESTLE_STATE_DIR", "state");
 	char *mqtt_url = tr_env_str(&env, "TRESTLE_MQTT_URL", "mqtt://127.0.0.1:1883");
+	char *mqtt_ca = tr_env_str(&env, "TRESTLE_MQTT_CA_FILE", NULL);
 	if (vt->configure(c, &env) != TR_OK)
 		tr_env_fail(&env, "configuration", "the connector refused its settings");
 	if (tr_env_finish(&env) != TR_OK)
@@ -601,6 +602,7 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 		will_payload = tr_xstrdup("");
 	const char *subs[] = {c->t_out, c->t_channels};
 	struct tr_bus_opts bo = {.url = mqtt_url,
+	                         .ca_file = mqtt_ca,
 	                         .client_id = client_id,
 	                         .will_topic = c->t_status,
 	                         .will_payload = will_payload,
@@ -639,6 +641,7 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	tr_info("stopped");
 out:
 	free(mqtt_url);
+	free(mqtt_ca);
 	tr_env_cleanup(&env);
 	conn_free(c);
 	uv_loop_close(uv_default_loop());

@@ -22,7 +22,7 @@ typedef void ctl_timeout_fn(struct ctl *c);
 struct ctl {
 	uv_loop_t loop;
 	/* From the environment (common/env.h), read once at start. */
-	char *mqtt_url, *redis_url, *prefix;
+	char *mqtt_url, *mqtt_ca_file, *redis_url, *prefix;
 	char client_id[64];
 	int exit_code;
 	bool finishing;

@@ -16,6 +16,7 @@ int ctl_init(struct ctl *c)
 	struct tr_env env;
 	tr_env_init(&env, NULL);
 	c->mqtt_url = tr_env_str(&env, "TRESTLE_MQTT_URL", "mqtt://127.0.0.1:1883");
+	c->mqtt_ca_file = tr_env_str(&env, "TRESTLE_MQTT_CA_FILE", NULL);
 	c->redis_url = tr_env_str(&env, "TRESTLE_REDIS_URL", "redis://127.0.0.1:6379/0");
 	c->prefix = tr_env_str(&env, "TRESTLE_TOPIC_PREFIX", "trestle");
 	/* A command-line tool is quiet by default: warnings and errors only. */
@@ -34,6 +35,7 @@ int ctl_init(struct ctl *c)
 	tr_env_cleanup(&env);
 	if (rc != TR_OK) {
 		free(c->mqtt_url);
+		free(c->mqtt_ca_file);
 		free(c->redis_url);
 		free(c->prefix);
 		return TR_EXIT_CONFIG;
@@ -54,6 +56,7 @@ int ctl_bus_start(struct ctl *c, const char *const *subs, size_t n_subs, tr_bus_
 	char err[TR_ERR_LEN];
 	struct tr_bus_opts o = {
 	    .url = c->mqtt_url,
+	    .ca_file = c->mqtt_ca_file,
 	    .client_id = c->client_id,
 	    .subs = subs,
 	    .n_subs = n_subs,
@@ -168,6 +171,7 @@ int ctl_run(struct ctl *c)
 	if (uv_loop_close(&c->loop) != 0)
 		tr_warn("event loop closed with handles still open");
 	free(c->mqtt_url);
+	free(c->mqtt_ca_file);
 	free(c->redis_url);
 	free(c->prefix);
 	fflush(stdout);

@@ -73,6 +73,7 @@ static const struct ctl_command ctl_commands[] = {
 static const char ctl_env_help[] =
     "Environment:\n"
     "  TRESTLE_MQTT_URL      broker (default mqtt://127.0.0.1:1883)\n"
+    "  TRESTLE_MQTT_CA_FILE  CA bundle for mqtts:// (default: the system's)\n"
     "  TRESTLE_REDIS_URL     Redis (default redis://127.0.0.1:6379/0)\n"
     "  TRESTLE_TOPIC_PREFIX  topic and key prefix (default trestle)\n"
     "  TRESTLE_LOG_LEVEL     error, warn, info, debug (default warn for this tool)\n"

@@ -17,6 +17,7 @@ static const char router_usage[] =
     "Configuration (each also as NAME_FILE):\n"
     "  TRESTLE_MQTT_URL        broker, mqtt[s]://[user[:password]@]host[:port]  "
     "(mqtt://127.0.0.1:1883)\n"
+    "  TRESTLE_MQTT_CA_FILE    CA bundle for mqtts:// (default: the system's)\n"
     "  TRESTLE_REDIS_URL       redis://[:password@]host[:port][/db]  (redis://127.0.0.1:6379/0)\n"
     "  TRESTLE_TOPIC_PREFIX    topic and key prefix  (trestle)\n"
     "  TRESTLE_ROOMS           rooms file  (rooms.ini)\n"
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
 	free(level_s);
 	struct router_config cfg = {
 	    .mqtt_url = tr_env_str(&env, "TRESTLE_MQTT_URL", "mqtt://127.0.0.1:1883"),
+	    .mqtt_ca_file = tr_env_str(&env, "TRESTLE_MQTT_CA_FILE", NULL),
 	    .redis_url = tr_env_str(&env, "TRESTLE_REDIS_URL", "redis://127.0.0.1:6379/0"),
 	    .prefix = tr_env_str(&env, "TRESTLE_TOPIC_PREFIX", "trestle"),
 	    .rooms_path = tr_env_str(&env, "TRESTLE_ROOMS", "rooms.ini"),
@@ -86,6 +88,7 @@ int main(int argc, char **argv)
 	}
 	free(cfg.mqtt_url);
 	free(cfg.redis_url);
+	free(cfg.mqtt_ca_file);
 	free(cfg.prefix);
 	free(cfg.rooms_path);
 	free(cfg.state_dir);

@@ -1043,6 +1043,7 @@ int router_run(const struct router_config *cfg)
 		subs[n_subs++] = tr_topic(cfg->prefix, "ack", c);
 	}
 	struct tr_bus_opts bo = {.url = cfg->mqtt_url,
+	                         .ca_file = cfg->mqtt_ca_file,
 	                         .client_id = cfg->client_id,
 	                         .subs = (const char *const *)subs,
 	                         .n_subs = n_subs,
