@@ -28,6 +28,19 @@ struct conn_held {
 	struct tr_event ev;
 };
 
+struct conn_waiter {
+	struct conn_waiter *next;
+	uint64_t target;
+	tr_conn_published_fn *fn;
+	void *arg;
+};
+
+/* A publish not yet acknowledged by the broker, in publish order. */
+struct conn_unacked {
+	int id;
+	bool acked;
+};
+
 struct tr_conn {
 	const struct tr_connector *vt;
 	void *state;
@@ -47,6 +60,11 @@ struct tr_conn {
 	char *seen_ring[CONN_SEEN_MAX];
 	size_t seen_pos;
 	unsigned inflight;
+	struct conn_unacked *unacked; /* ring, oldest first */
+	size_t un_head, un_len, un_cap;
+	uint64_t pub_seq, acked_seq; /* publishes made / acknowledged in order */
+	struct conn_waiter *waiters, **waiters_tail;
+	uv_timer_t waiter_timer;
 	struct conn_held *held, **held_tail;
 	size_t n_held;
 	int handles_open;
@@ -80,6 +98,76 @@ const char *const *tr_conn_channels(const struct tr_conn *c, size_t *n)
 	return (const char *const *)c->channels;
 }
 
+/* Every publish goes through here, so that acknowledgements can be followed in order. */
+static int conn_bus_publish(struct tr_conn *c, const char *topic, const char *payload, bool retain)
+{
+	int id = 0;
+	int rc = tr_bus_publish(c->bus, topic, payload, strlen(payload), retain, &id);
+	if (rc != TR_OK)
+		return rc;
+	if (c->un_len == c->un_cap) {
+		size_t cap = c->un_cap ? c->un_cap * 2 : 64;
+		struct conn_unacked *n = tr_xmalloc(cap * sizeof(*n));
+		for (size_t i = 0; i < c->un_len; i++)
+			n[i] = c->unacked[(c->un_head + i) % c->un_cap];
+		free(c->unacked);
+		c->unacked = n;
+		c->un_cap = cap;
+		c->un_head = 0;
+	}
+	c->unacked[(c->un_head + c->un_len) % c->un_cap] = (struct conn_unacked){.id = id};
+	c->un_len++;
+	c->pub_seq++;
+	return TR_OK;
+}
+
+static void conn_run_waiters(struct tr_conn *c)
+{
+	while (c->waiters && c->waiters->target <= c->acked_seq) {
+		struct conn_waiter *w = c->waiters;
+		c->waiters = w->next;
+		if (!c->waiters)
+			c->waiters_tail = &c->waiters;
+		w->fn(c, w->arg);
+		free(w);
+	}
+}
+
+static void conn_on_waiter_timer(uv_timer_t *t)
+{
+	conn_run_waiters(t->data);
+}
+
+static void conn_on_acked(void *arg, int id)
+{
+	struct tr_conn *c = arg;
+	for (size_t i = 0; i < c->un_len; i++) {
+		struct conn_unacked *u = &c->unacked[(c->un_head + i) % c->un_cap];
+		if (u->id == id && !u->acked) {
+			u->acked = true;
+			break;
+		}
+	}
+	while (c->un_len && c->unacked[c->un_head].acked) {
+		c->un_head = (c->un_head + 1) % c->un_cap;
+		c->un_len--;
+		c->acked_seq++;
+	}
+	conn_run_waiters(c);
+}
+
+void tr_conn_when_published(struct tr_conn *c, tr_conn_published_fn *fn, void *arg)
+{
+	struct conn_waiter *w = tr_xcalloc(1, sizeof(*w));
+	w->target = c->pub_seq;
+	w->fn = fn;
+	w->arg = arg;
+	*c->waiters_tail = w;
+	c->waiters_tail = &w->next;
+	if (w->target <= c->acked_seq)
+		uv_timer_start(&c->waiter_timer, conn_on_waiter_timer, 0, 0);
+}
+
 static void conn_publish_status(struct tr_conn *c)
 {
 	struct tr_status st = {.connector = c->name,
@@ -90,7 +178,7 @@ static void conn_publish_status(struct tr_conn *c)
 	char *payload = NULL;
 	if (tr_status_encode(&st, &payload) != TR_OK)
 		return;
-	if (tr_bus_publish(c->bus, c->t_status, payload, strlen(payload), true, NULL) != TR_OK)
+	if (conn_bus_publish(c, c->t_status, payload, true) != TR_OK)
 		tr_error("cannot publish status");
 	free(payload);
 }
@@ -179,7 +267,7 @@ int tr_conn_publish(struct tr_conn *c, struct tr_event *ev)
 		tr_warn("not publishing event id=%s: %s", tr_str(ev->id), err);
 		return rc;
 	}
-	rc = tr_bus_publish(c->bus, c->t_in, payload, strlen(payload), false, NULL);
+	rc = conn_bus_publish(c, c->t_in, payload, false);
 	if (rc == TR_OK)
 		tr_debug("published id=%s type=%s", ev->id, tr_event_type_name(ev->type));
 	free(payload);
@@ -251,7 +339,7 @@ void tr_conn_ack(struct tr_conn *c, const struct tr_event *ev, int err, const ch
 		tr_error("cannot encode ack id=%s", ev->id);
 		return;
 	}
-	if (tr_bus_publish(c->bus, c->t_ack, payload, strlen(payload), false, NULL) != TR_OK)
+	if (conn_bus_publish(c, c->t_ack, payload, false) != TR_OK)
 		tr_error("cannot publish ack id=%s", ev->id);
 	conn_seen_put(c, conn_seen_key(ev), payload);
 	if (c->inflight)
@@ -266,8 +354,7 @@ static void conn_deliver(struct tr_conn *c, struct tr_event *ev)
 	if (prev) {
 		/* Redelivered by the broker (or doubled upstream): never post twice. */
 		tr_debug("already delivered id=%s", ev->id);
-		if (*prev &&
-		    tr_bus_publish(c->bus, c->t_ack, prev, strlen(prev), false, NULL) != TR_OK)
+		if (*prev && conn_bus_publish(c, c->t_ack, prev, false) != TR_OK)
 			tr_error("cannot publish ack id=%s", ev->id);
 		free(key);
 		return;
@@ -415,6 +502,7 @@ static void conn_bus_closed(void *arg)
 	struct tr_conn *c = arg;
 	conn_save_held(c);
 	uv_close((uv_handle_t *)&c->reconnect, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->waiter_timer, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->sig_term, conn_handle_closed);
 	uv_close((uv_handle_t *)&c->sig_int, conn_handle_closed);
 }
@@ -538,6 +626,12 @@ static void conn_free(struct tr_conn *c)
 	while (tr_map_next(&c->seen, &it, NULL, NULL, &v))
 		free(v);
 	tr_map_cleanup(&c->seen);
+	free(c->unacked);
+	while (c->waiters) {
+		struct conn_waiter *w = c->waiters;
+		c->waiters = w->next;
+		free(w);
+	}
 	while (c->held) {
 		struct conn_held *h = c->held;
 		c->held = h->next;
@@ -561,6 +655,7 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	c->state = tr_xcalloc(1, vt->state_size ? vt->state_size : 1);
 	c->loop = uv_default_loop();
 	c->held_tail = &c->held;
+	c->waiters_tail = &c->waiters;
 	tr_map_init(&c->seen);
 	tr_backoff_init(&c->backoff, &tr_backoff_connect);
 	int code = TR_EXIT_CONFIG;
@@ -611,6 +706,7 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	                         .receive_max = 100,
 	                         .on_msg = conn_on_msg,
 	                         .on_state = conn_on_bus,
+	                         .on_acked = conn_on_acked,
 	                         .arg = c};
 	c->bus = tr_bus_new(c->loop, &bo, err);
 	free(client_id);
@@ -622,6 +718,8 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	code = TR_EXIT_FAIL;
 	uv_timer_init(c->loop, &c->reconnect);
 	c->reconnect.data = c;
+	uv_timer_init(c->loop, &c->waiter_timer);
+	c->waiter_timer.data = c;
 	uv_signal_init(c->loop, &c->sig_term);
 	uv_signal_init(c->loop, &c->sig_int);
 	c->sig_term.data = c->sig_int.data = c;

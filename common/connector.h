@@ -74,6 +74,11 @@ void tr_conn_lost(struct tr_conn *c, int err, const char *detail);
 /* Publishes an event seen on the network. The core fills v, connector and network, and ts
  * when 0; the rest must validate (tr_event_validate). TR_E_INVAL with the reason logged. */
 int tr_conn_publish(struct tr_conn *c, struct tr_event *ev) TR_MUST_CHECK;
+/* Calls fn(c, arg) once the broker has acknowledged every message this connector published
+ * so far (events, acks, status), never before this call returns. For a network cursor that
+ * must only move once what it covers is safe (a sync token, an acknowledged transaction). */
+typedef void tr_conn_published_fn(struct tr_conn *c, void *arg);
+void tr_conn_when_published(struct tr_conn *c, tr_conn_published_fn *fn, void *arg);
 /* Reports the delivery of ev: err TR_OK with the destination's id of what was posted (may be
  * NULL), or an error with a detail for the log (never message text). */
 void tr_conn_ack(struct tr_conn *c, const struct tr_event *ev, int err,

@@ -82,7 +82,8 @@ void journal_close(struct journal *j);
 /* ---- route.c / main.c --------------------------------------------------------------------- */
 
 struct router_config {
-	char *mqtt_url, *mqtt_ca_file, *redis_url, *prefix, *rooms_path, *state_dir, *metrics_addr, *client_id;
+	char *mqtt_url, *mqtt_ca_file, *redis_url, *prefix, *rooms_path, *state_dir, *metrics_addr,
+	    *client_id;
 	char **connectors; /* TRESTLE_ROUTER_CONNECTORS: this router's partition; none = all */
 	size_t n_connectors;
 	long retention_days;
