@@ -100,7 +100,7 @@ static void tr_bus_went_down(struct tr_bus *b, const char *why)
 		if (b->on_state)
 			b->on_state(b->arg, false, false);
 	}
-	if (!b->closing)
+	if (!b->closing && !b->paused)
 		tr_bus_schedule_retry(b);
 }
 
@@ -113,6 +113,11 @@ static void tr_bus_on_connect(struct mosquitto *mosq, void *obj, int rc, int fla
 		tr_error("broker refused the connection reason=\"%s\" client_id=%s",
 		         mosquitto_reason_string(rc), b->client_id);
 		/* libmosquitto closes the socket after a refusal; disconnect fires next. */
+		return;
+	}
+	if (b->paused) {
+		/* Paused while connecting: leave again; the session keeps what comes meanwhile. */
+		mosquitto_disconnect(mosq);
 		return;
 	}
 	b->connected = true;
@@ -143,7 +148,7 @@ static void tr_bus_on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	tr_debug("disconnect rc=%d", rc);
 	/* Called from inside mosquitto_loop_*: only mark; the poll is dropped right after. */
 	b->connected = false;
-	if (b->on_state && !b->logged_down && !b->closing) {
+	if (b->on_state && !b->logged_down && !b->closing && !b->paused) {
 		tr_warn("broker connection lost reason=\"%s\"",
 		        rc ? mosquitto_strerror(rc) : "closed");
 		b->logged_down = true;
@@ -242,7 +247,7 @@ static void tr_bus_on_poll(uv_poll_t *p, int status, int events)
 		tr_bus_went_down(b, uv_strerror(status));
 		return;
 	}
-	if ((events & UV_READABLE) && !b->paused)
+	if (events & UV_READABLE)
 		rc = mosquitto_loop_read(b->mosq, 1);
 	if (rc == MOSQ_ERR_SUCCESS && (events & UV_WRITABLE) && b->poll)
 		rc = mosquitto_loop_write(b->mosq, 1);
@@ -268,7 +273,7 @@ static void tr_bus_update_poll(struct tr_bus *b)
 		b->poll_fd = fd;
 		b->poll_events = 0;
 	}
-	int ev = (b->paused ? 0 : UV_READABLE) | (mosquitto_want_write(b->mosq) ? UV_WRITABLE : 0);
+	int ev = UV_READABLE | (mosquitto_want_write(b->mosq) ? UV_WRITABLE : 0);
 	if (ev == b->poll_events)
 		return;
 	b->poll_events = ev;
@@ -307,7 +312,7 @@ static void tr_bus_try_connect(struct tr_bus *b)
 static void tr_bus_on_retry(uv_timer_t *t)
 {
 	struct tr_bus *b = t->data;
-	if (!b->closing)
+	if (!b->closing && !b->paused)
 		tr_bus_try_connect(b);
 }
 
@@ -447,7 +452,8 @@ int tr_bus_start(struct tr_bus *b)
 	tr_info("broker %s client_id=%s", safe, b->client_id);
 	free(safe);
 	uv_timer_start(&b->misc_timer, tr_bus_on_misc, 1000, 1000);
-	tr_bus_try_connect(b);
+	if (!b->paused)
+		tr_bus_try_connect(b);
 	return TR_OK;
 }
 
@@ -487,9 +493,26 @@ void tr_bus_pause(struct tr_bus *b, bool paused)
 	if (b->paused == paused || b->closing)
 		return;
 	b->paused = paused;
-	tr_debug("reading %s", paused ? "paused" : "resumed");
-	if (b->poll)
-		tr_bus_update_poll(b);
+	if (paused) {
+		/* A clean DISCONNECT: the persistent session keeps every message for us at the
+		 * broker, unacknowledged, until we come back. Not reading the socket instead would
+		 * also hold back CONNACK, PUBACK and PINGRESP. */
+		tr_info("pausing: leaving the broker, which keeps our messages meanwhile");
+		if (b->connected && b->on_state)
+			b->on_state(b->arg, false, false);
+		b->connected = false;
+		if (mosquitto_socket(b->mosq) >= 0) {
+			mosquitto_disconnect(b->mosq);
+			(void)mosquitto_loop_write(b->mosq, 1);
+		}
+		uv_timer_stop(&b->retry_timer);
+		return;
+	}
+	tr_info("resuming: back to the broker");
+	if (b->started && mosquitto_socket(b->mosq) < 0) {
+		uv_timer_stop(&b->retry_timer);
+		tr_bus_try_connect(b);
+	}
 }
 
 bool tr_bus_connected(const struct tr_bus *b)

@@ -52,8 +52,10 @@ int tr_bus_start(struct tr_bus *b) TR_MUST_CHECK;
  * *mid (may be NULL) is the id tr_bus_acked_fn reports. TR_E_TOOBIG over 256 KiB + 1 KiB. */
 int tr_bus_publish(struct tr_bus *b, const char *topic, const void *payload, size_t len,
                    bool retain, int *mid) TR_MUST_CHECK;
-/* Stops reading from the broker (paused) or resumes. Unread messages stay with the broker,
- * unacknowledged: this is how a service applies back-pressure. */
+/* Paused: leaves the broker with a clean DISCONNECT and stays away; the persistent session
+ * keeps every message for us there, and publishes wait in the bus's outbox. Resumed: connects
+ * again. This is how a service applies back-pressure. Publishes already handed over and not
+ * acknowledged are sent again by libmosquitto after the reconnect. */
 void tr_bus_pause(struct tr_bus *b, bool paused);
 bool tr_bus_connected(const struct tr_bus *b);
 /* Waits (at most timeout_ms) for outgoing QoS 1 messages to be acknowledged, sends

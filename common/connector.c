@@ -22,6 +22,7 @@
 #define CONN_INFLIGHT_PAUSE  500  /* unacknowledged deliveries before reads pause */
 #define CONN_INFLIGHT_RESUME 100
 #define CONN_HELD_MAX        1000 /* out events held while the network is down */
+#define CONN_HELD_PAUSE      500  /* held events before the core leaves the broker */
 
 struct conn_held {
 	struct conn_held *next;
@@ -194,10 +195,15 @@ static void conn_set_state(struct tr_conn *c, enum tr_state st, const char *deta
 	conn_publish_status(c);
 }
 
+/* Back-pressure: while the network is down, out events are held (in memory, and in the state
+ * dir at stop); past a high-water mark, or with too many deliveries unacknowledged, the core
+ * leaves the broker, whose persistent session keeps the rest until the network is back. */
 static void conn_flow(struct tr_conn *c)
 {
-	bool pause = c->stopping || !c->online || c->inflight >= CONN_INFLIGHT_PAUSE;
-	if (!pause && c->inflight > CONN_INFLIGHT_RESUME && c->n_held)
+	if (c->stopping)
+		return;
+	bool pause = c->inflight >= CONN_INFLIGHT_PAUSE || c->n_held >= CONN_HELD_PAUSE;
+	if (!pause && c->inflight > CONN_INFLIGHT_RESUME && c->n_held && c->online)
 		pause = true;
 	tr_bus_pause(c->bus, pause);
 }
@@ -521,7 +527,7 @@ static void conn_on_signal(uv_signal_t *s, int signum)
 	free(c->st_detail);
 	c->st_detail = tr_xstrdup("stopped");
 	conn_publish_status(c);
-	tr_bus_pause(c->bus, true);
+	/* Still reading while the bus closes: what arrives is held and kept for the next start. */
 	tr_bus_close(c->bus, 5000, conn_bus_closed, c);
 }
 
@@ -729,7 +735,6 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	c->st = TR_STATE_STARTING;
 	c->st_detail = tr_xstrdup("connecting");
 	conn_publish_status(c);
-	tr_bus_pause(c->bus, true);
 	if (tr_bus_start(c->bus) != TR_OK)
 		goto out;
 	if (vt->connect(c) != TR_OK)

@@ -95,6 +95,7 @@ struct job {
 	const struct rt_origin *origin;
 	enum job_state state;
 	bool in_queue;
+	bool counted; /* in n_unpublished */
 	uint64_t t0_ns;
 	uint64_t wait_deadline;
 	char **ids; /* 3 per destination: target, reply_to, thread; NULL unknown */
@@ -124,7 +125,8 @@ struct router {
 	struct tr_metrics *metrics;
 	struct tr_httpd *httpd;
 	struct job *first, *last;
-	size_t n_jobs, n_waiting;
+	size_t n_jobs, n_waiting, n_unpublished;
+	bool have_table; /* a follower has read its table from Redis */
 	struct tr_map chanqs;
 	struct tr_map mids;
 	struct tr_map series;
@@ -197,23 +199,45 @@ static void router_job_free(struct job *j)
 	free(j);
 }
 
+static bool router_follows_redis(const struct router *r);
+
+/* A follower without its table yet stays away from the broker. */
+static bool router_follows_waiting(const struct router *r)
+{
+	return router_follows_redis(r) && !r->have_table;
+}
+
+/* Back-pressure counts the jobs not yet published (waiting for Redis or for an ack): those
+ * published and waiting only for the broker's PUBACK need the connection to finish. */
 static void router_flow(struct router *r)
 {
 	tr_metric_set(r->m_depth, (double)r->n_jobs);
-	if (!r->paused && r->n_jobs >= ROUTER_PAUSE_AT) {
+	if (r->stopping || router_follows_waiting(r))
+		return;
+	if (!r->paused && r->n_unpublished >= ROUTER_PAUSE_AT) {
 		r->paused = true;
-		tr_warn("%zu events waiting; pausing reads from the broker", r->n_jobs);
+		tr_warn("%zu events waiting; leaving the broker until they drain",
+		        r->n_unpublished);
 		tr_bus_pause(r->bus, true);
-	} else if (r->paused && !r->stopping && r->n_jobs <= ROUTER_RESUME_AT) {
+	} else if (r->paused && r->n_unpublished <= ROUTER_RESUME_AT) {
 		r->paused = false;
-		tr_info("queue down to %zu; reading from the broker again", r->n_jobs);
+		tr_info("queue down to %zu; back to the broker", r->n_unpublished);
 		tr_bus_pause(r->bus, false);
+	}
+}
+
+static void router_uncount(struct router *r, struct job *j)
+{
+	if (j->counted) {
+		j->counted = false;
+		r->n_unpublished--;
 	}
 }
 
 /* The job is complete: out of the journal and out of memory. */
 static void router_job_finish(struct router *r, struct job *j)
 {
+	router_uncount(r, j);
 	journal_done(r->journal, j->seq);
 	if (j->prev)
 		j->prev->next = j->next;
@@ -245,6 +269,8 @@ static struct job *router_job_new(struct router *r, uint64_t seq, char kind, con
 		r->first = j;
 	r->last = j;
 	r->n_jobs++;
+	r->n_unpublished++;
+	j->counted = true;
 	return j;
 }
 
@@ -315,6 +341,7 @@ static void router_drain(struct router *r, struct chanq *q)
 		if (!q->head)
 			q->tail = NULL;
 		j->in_queue = false;
+		router_uncount(r, j);
 		if (j->state == J_READY)
 			router_publish_job(r, j);
 		if (j->outs_pending == 0)
@@ -539,6 +566,12 @@ static void router_take(struct router *r, const char *kind_s, const char *connec
 			seq = 0;
 		}
 	}
+	if (r->stopping && !replay_token) {
+		/* Arrived while stopping: kept in the journal for the next start. */
+		tr_event_cleanup(&ev);
+		tr_ack_cleanup(&ack);
+		return;
+	}
 	struct job *j = router_job_new(r, seq, kind, token);
 	if (kind == 'a') {
 		j->ack = ack;
@@ -734,6 +767,7 @@ static void router_followed_reply(struct tr_redis *rd, redisReply *reply, void *
 		router_install(r, &rooms, false);
 		tr_rooms_cleanup(&rooms);
 		malloc_trim(0);
+		r->have_table = true;
 		if (!r->stopping)
 			tr_bus_pause(r->bus, r->paused);
 	} else if (reply) {
@@ -966,8 +1000,6 @@ static void router_on_signal(uv_signal_t *s, int signum)
 		return;
 	tr_info("signal %d: finishing in-flight events, then stopping", signum);
 	r->stopping = true;
-	r->paused = true;
-	tr_bus_pause(r->bus, true);
 	uv_timer_start(&r->stop_timer, router_on_stop_timer, ROUTER_STOP_GRACE_MS, 0);
 	router_maybe_stop(r);
 }

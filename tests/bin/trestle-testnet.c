@@ -3,7 +3,8 @@
  * connector interface end to end in the integration tests (status, will, channels list,
  * deliver + ack, dedupe of redelivered events, publishing, reconnect) without a chat server.
  *   stdin:  a partial v1 event ({"type":"message","channel":..,"msgid":..,"author":{..},..}),
- *           {"op":"lost"} (the network drops), {"op":"degraded"}
+ *           {"op":"lost"} (the network drops), {"op":"degraded"},
+ *           {"op":"down"} / {"op":"up"} (logins fail / work again; TESTNET_DOWN=1 starts down)
  *   stdout: {"op":"connect"}, {"op":"channels","channels":[..]}, {"op":"deliver","event":{..}}
  * Deliveries to a channel whose name starts with "deny" are acked as forbidden. */
 #include <stdio.h>
@@ -17,6 +18,7 @@
 struct testnet {
 	uv_pipe_t in;
 	bool reading;
+	bool down;
 	struct tr_buf line;
 	unsigned long next_msgid;
 	unsigned long next_id;
@@ -35,7 +37,8 @@ static void testnet_emit(json_t *obj)
 
 static int testnet_configure(struct tr_conn *c, struct tr_env *env)
 {
-	(void)c;
+	struct testnet *t = tr_conn_state(c);
+	t->down = tr_env_bool(env, "TESTNET_DOWN", false);
 	char *v = tr_env_str(env, "TESTNET_FAIL_CONFIG", NULL);
 	if (v)
 		tr_env_fail(env, "TESTNET_FAIL_CONFIG", "set: refusing to start (test of exit 78)");
@@ -55,6 +58,11 @@ static void testnet_line(struct tr_conn *c, const char *s, size_t n)
 	const char *op = json_string_value(json_object_get(obj, "op"));
 	if (op && strcmp(op, "lost") == 0) {
 		tr_conn_lost(c, TR_E_CLOSED, "testnet dropped");
+	} else if (op && strcmp(op, "down") == 0) {
+		t->down = true;
+		tr_conn_lost(c, TR_E_CLOSED, "testnet down");
+	} else if (op && strcmp(op, "up") == 0) {
+		t->down = false;
 	} else if (op && strcmp(op, "degraded") == 0) {
 		tr_conn_degraded(c, "testnet degraded");
 	} else if (!op) {
@@ -126,8 +134,12 @@ static int testnet_connect(struct tr_conn *c)
 			t->in.data = c;
 		}
 		uv_read_start((uv_stream_t *)&t->in, testnet_alloc, testnet_read);
+		/* stdin alone must not keep the process alive once the core has stopped. */
+		uv_unref((uv_handle_t *)&t->in);
 		t->reading = true;
 	}
+	if (t->down)
+		return TR_E_IO; /* the core reports it lost and tries again with backoff */
 	tr_conn_online(c, "connected to testnet");
 	return TR_OK;
 }
@@ -164,11 +176,9 @@ static int testnet_set_channels(struct tr_conn *c, const char *const *ids, size_
 
 static void testnet_disconnect(struct tr_conn *c)
 {
-	struct testnet *t = tr_conn_state(c);
-	if (t->reading) {
-		uv_read_stop((uv_stream_t *)&t->in);
-		t->reading = false;
-	}
+	/* stdin is also the test's control channel: it stays open while the "network" is down,
+	 * and is closed in release(). */
+	(void)c;
 }
 
 static void testnet_closed(uv_handle_t *h)
@@ -180,6 +190,10 @@ static void testnet_release(struct tr_conn *c)
 {
 	struct testnet *t = tr_conn_state(c);
 	tr_buf_cleanup(&t->line);
+	if (t->reading) {
+		uv_read_stop((uv_stream_t *)&t->in);
+		t->reading = false;
+	}
 	if (t->line.max && !uv_is_closing((uv_handle_t *)&t->in)) {
 		uv_close((uv_handle_t *)&t->in, testnet_closed);
 		uv_run(tr_conn_loop(c), UV_RUN_NOWAIT);

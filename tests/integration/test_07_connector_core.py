@@ -201,3 +201,60 @@ def test_bad_configuration_exits_78(infra):
                            capture_output=True, timeout=DEFAULT_TIMEOUT)
         assert p.returncode == 78, (env, p.stderr[-500:])
         assert b"config" in p.stderr or b"TRESTLE_MQTT_URL" in p.stderr
+
+
+@pytest.mark.timeout(60)
+def test_status_reaches_the_bus_while_the_network_is_down(infra):
+    """The connector is on the bus (status published, out events taken and held) even when
+    its network refuses it from the start; once the network is up, the held events go out."""
+    s = infra
+    s.cleanups = []
+    b = s.connector("b")
+    s.start_router(ROOMS, connectors=(b,))
+    status = s.mqtt_client("status")
+    status.subscribe(s.topic("status", "tn"))
+    tn = TestnetProc(s, extra_env={"TESTNET_DOWN": "1"})
+    s.cleanups.append(tn.kill)
+    try:
+        st = _state(status, s, "offline")
+        assert st["detail"] == "connect failed"
+        sent = [b.send("CB", text=f"while down {i}")["id"] for i in range(3)]
+        assert not tn.delivered()
+        tn.send({"op": "up"})
+        _state(status, s, "online")
+        wait_for(lambda: [e["id"] for e in tn.delivered()] == sent, DEFAULT_TIMEOUT,
+                 lambda: f"held events in order; delivered {tn.delivered()}")
+    finally:
+        for fn in s.cleanups:
+            fn()
+
+
+@pytest.mark.timeout(60)
+def test_events_held_at_stop_are_delivered_after_restart(infra):
+    """Out events taken from the broker while the network is down are not lost when the
+    connector stops: they are kept in its state dir and delivered first at the next start."""
+    s = infra
+    s.cleanups = []
+    b = s.connector("b")
+    s.start_router(ROOMS, connectors=(b,))
+    status = s.mqtt_client("status")
+    status.subscribe(s.topic("status", "tn"))
+    tn = TestnetProc(s)
+    s.cleanups.append(tn.kill)
+    try:
+        _state(status, s, "online")
+        tn.send({"op": "down"})
+        _state(status, s, "offline")
+        sent = [b.send("CB", text=f"held {i}")["id"] for i in range(3)]
+        # Whether the core had already taken them from the broker (then they are kept in its
+        # state dir) or not (then the broker's session keeps them), none may be lost.
+        tn.p.terminate()
+        assert tn.p.wait(DEFAULT_TIMEOUT) == 0
+        tn2 = TestnetProc(s)
+        s.cleanups.append(tn2.kill)
+        wait_for(lambda: [e["id"] for e in tn2.delivered()] == sent, DEFAULT_TIMEOUT,
+                 lambda: f"the held events after restart; delivered {tn2.delivered()}")
+        assert not [e for e in tn.delivered() if e["id"] in sent]
+    finally:
+        for fn in s.cleanups:
+            fn()
