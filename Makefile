@@ -19,7 +19,7 @@ SANITIZE ?=
 WERROR   ?=
 FUZZ_SECONDS ?= 30
 
-PKGS     ?= libmosquitto libuv jansson hiredis libcmark libcurl libwebsockets libstrophe
+PKGS     ?= libmosquitto libuv jansson hiredis libcmark libcurl libwebsockets libstrophe openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
