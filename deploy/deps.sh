@@ -17,6 +17,7 @@ PACKAGES=(
 	mosquitto mosquitto-clients redis-server ngircd prosody python3-slixmpp openssl
 	# the demo and the test harness: curl for /healthz, ps/kill, ss
 	curl procps iproute2 ca-certificates
+	docker-compose busybox-static # recipe checks: compose validation, the app image's shell
 )
 # Packages whose postinst starts a system service we must stop again.
 SERVICES=(mosquitto redis-server ngircd prosody)

@@ -55,6 +55,7 @@ int ctl_rooms(int argc, char **argv);
 int ctl_status(int argc, char **argv);
 int ctl_tail(int argc, char **argv);
 int ctl_send(int argc, char **argv);
+int ctl_health(int argc, char **argv);
 
 /* Help: the command's usage on out. Returns code (0 for --help on stdout, 64 on errors). */
 int ctl_usage(const char *cmd, FILE *out, int code);

@@ -68,6 +68,21 @@ static const struct ctl_command ctl_commands[] = {
         .run = ctl_send,
         .needs_env = true,
     },
+    {
+        .name = "health",
+        .args = "[CONNECTOR | --url URL | --broker] [--strict]",
+        .summary = "exit 0 when a connector, the router or the broker is healthy",
+        .help = "CONNECTOR: its retained status must be online (or degraded, unless --strict).\n"
+                "--url http://host:port/path: the answer must be 200 (the router's /healthz).\n"
+                "--broker: the broker must answer. With no argument, what TRESTLE_SERVICE\n"
+                "names (set by the images): router (/healthz on TRESTLE_METRICS_ADDR), ctl\n"
+                "(the broker) or a connector (TRESTLE_CONNECTOR, default the network).\n"
+                "\n"
+                "Exit status: 0 healthy, 1 not (the reason on stderr); the container health\n"
+                "check of every Trestle image.\n",
+        .run = ctl_health,
+        .needs_env = true,
+    },
 };
 
 static const char ctl_env_help[] =
