@@ -19,6 +19,8 @@ def pytest_configure(config):
     if not config.pluginmanager.hasplugin("timeout"):
         config.addinivalue_line("markers", "timeout(seconds): fail the test after this long")
     config.addinivalue_line("markers", "needs_router: needs the trestle-router binary")
+    config.addinivalue_line("markers", "slow: paced by a real server (minutes); CI's sanitizer "
+                            "run leaves these out (-m 'not slow'), the main run has them")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -75,6 +75,7 @@ def test_kick_rejoins_with_backoff(irc_stack):
     w.check_sanitizers()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_flood_200_lines_complete_in_order_without_kick(irc_stack):
     # The bucket (3 lines/s, burst 5) stays under ngircd's own penalty rate.
