@@ -395,6 +395,17 @@ static json_t *tr_jchild(json_t *obj, const char *key)
 
 /* ---- event ---- */
 
+int tr_event_copy(const struct tr_event *ev, struct tr_event *out)
+{
+	char err[TR_ERR_LEN];
+	char *payload = NULL;
+	int rc = tr_event_encode(ev, &payload, err);
+	if (rc == TR_OK)
+		rc = tr_event_decode(payload, strlen(payload), true, out, err);
+	free(payload);
+	return rc;
+}
+
 void tr_event_cleanup(struct tr_event *ev)
 {
 	if (!ev)

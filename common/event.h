@@ -89,6 +89,10 @@ int tr_event_validate(const struct tr_event *ev, bool want_dest,
  * NUL-terminated compact JSON in *out. When ev->json is set its unknown fields are kept.
  * TR_E_INVAL if ev does not validate, TR_E_TOOBIG past TR_EVENT_MAX_PAYLOAD. */
 int tr_event_encode(const struct tr_event *ev, char **out, char err[TR_ERR_LEN]) TR_MUST_CHECK;
+/* A deep copy of an event with its destination (through the one codec: encode, then decode as
+ * an out event), for a connector that keeps an out event past deliver(). *out is owned by the
+ * caller (tr_event_cleanup). TR_E_INVAL if ev does not validate. */
+int tr_event_copy(const struct tr_event *ev, struct tr_event *out) TR_MUST_CHECK;
 /* Frees every member (NULL members fine) and zeroes ev. */
 void tr_event_cleanup(struct tr_event *ev);
 

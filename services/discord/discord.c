@@ -1126,17 +1126,6 @@ static void dc_step_done(void *arg, const struct tr_http_resp *r)
 	dc_finish(m, dc_status_err(r->status), detail);
 }
 
-static int dc_event_copy(const struct tr_event *ev, struct tr_event *out)
-{
-	char err[TR_ERR_LEN];
-	char *payload = NULL;
-	int rc = tr_event_encode(ev, &payload, err);
-	if (rc == TR_OK)
-		rc = tr_event_decode(payload, strlen(payload), true, out, err);
-	free(payload);
-	return rc;
-}
-
 static int discord_deliver(struct tr_conn *c, const struct tr_event *ev)
 {
 	struct discord *m = dc_of(c);
@@ -1144,7 +1133,7 @@ static int discord_deliver(struct tr_conn *c, const struct tr_event *ev)
 	if (!ch || !*ch || strspn(ch, "0123456789") != strlen(ch))
 		return TR_E_INVAL;
 	struct dc_job *j = tr_xcalloc(1, sizeof(*j));
-	if (dc_event_copy(ev, &j->ev) != TR_OK) {
+	if (tr_event_copy(ev, &j->ev) != TR_OK) {
 		free(j);
 		return TR_E_INVAL;
 	}

@@ -887,18 +887,6 @@ static void mx_enqueue(struct matrix *m, struct matrix_job *j)
 	mx_run(m);
 }
 
-/* A deep copy of an out event (encode + decode: the one codec). */
-static int mx_event_copy(const struct tr_event *ev, struct tr_event *out)
-{
-	char err[TR_ERR_LEN];
-	char *payload = NULL;
-	int rc = tr_event_encode(ev, &payload, err);
-	if (rc == TR_OK)
-		rc = tr_event_decode(payload, strlen(payload), true, out, err);
-	free(payload);
-	return rc;
-}
-
 static int matrix_deliver(struct tr_conn *c, const struct tr_event *ev)
 {
 	struct matrix *m = mx_of(c);
@@ -906,7 +894,7 @@ static int matrix_deliver(struct tr_conn *c, const struct tr_event *ev)
 	if (room[0] != '!')
 		return TR_E_INVAL;
 	struct matrix_job *j = tr_xcalloc(1, sizeof(*j));
-	if (mx_event_copy(ev, &j->ev) != TR_OK) {
+	if (tr_event_copy(ev, &j->ev) != TR_OK) {
 		free(j);
 		return TR_E_INVAL;
 	}
