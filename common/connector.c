@@ -46,6 +46,7 @@ struct tr_conn {
 	const struct tr_connector *vt;
 	void *state;
 	char *name, *prefix, *state_dir;
+	long replica; /* TRESTLE_REPLICA: 1 delivers; others only add inbound connections */
 	uv_loop_t *loop;
 	struct tr_bus *bus;
 	char *t_in, *t_ack, *t_status, *t_out, *t_channels;
@@ -171,6 +172,9 @@ void tr_conn_when_published(struct tr_conn *c, tr_conn_published_fn *fn, void *a
 
 static void conn_publish_status(struct tr_conn *c)
 {
+	/* The status topic speaks for the instance: replica 1 owns it (and its will). */
+	if (c->replica != 1)
+		return;
 	struct tr_status st = {.connector = c->name,
 	                       .network = (char *)c->vt->network,
 	                       .state = c->st,
@@ -604,7 +608,8 @@ static void conn_usage(const struct tr_connector *vt, FILE *f)
 	    "usage: trestle-%s\n"
 	    "A Trestle connector: bridges one %s account to the Trestle bus.\n"
 	    "Common settings (each also as NAME_FILE): TRESTLE_CONNECTOR (instance name, default "
-	    "%s), TRESTLE_MQTT_URL, TRESTLE_TOPIC_PREFIX, TRESTLE_STATE_DIR, TRESTLE_LOG_LEVEL.\n"
+	    "%s), TRESTLE_REPLICA, TRESTLE_MQTT_URL, TRESTLE_TOPIC_PREFIX, TRESTLE_STATE_DIR,\n"
+	    "TRESTLE_LOG_LEVEL.\n"
 	    "Network settings: see services/%s/README.md.\n",
 	    vt->network, vt->network, vt->network, vt->network);
 }
@@ -680,6 +685,7 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 		tr_env_fail(&env, "TRESTLE_CONNECTOR", "must match [a-z0-9][a-z0-9_-]{0,62}");
 	c->prefix = tr_env_str(&env, "TRESTLE_TOPIC_PREFIX", "trestle");
 	c->state_dir = tr_env_str(&env, "TRESTLE_STATE_DIR", "state");
+	c->replica = tr_env_int(&env, "TRESTLE_REPLICA", 1, 1, 64);
 	char *mqtt_url = tr_env_str(&env, "TRESTLE_MQTT_URL", "mqtt://127.0.0.1:1883");
 	char *mqtt_ca = tr_env_str(&env, "TRESTLE_MQTT_CA_FILE", NULL);
 	if (vt->configure(c, &env) != TR_OK)
@@ -692,7 +698,10 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	c->t_status = tr_topic(c->prefix, "status", c->name);
 	c->t_out = tr_topic(c->prefix, "out", c->name);
 	c->t_channels = tr_topic(c->prefix, "channels", c->name);
-	char *client_id = tr_xasprintf("trestle-%s", c->name);
+	/* Each replica keeps a session of its own. Only replica 1 takes out events: deliveries to
+	 * one channel stay in order, and what is queued for it waits in its session. */
+	char *client_id = c->replica == 1 ? tr_xasprintf("trestle-%s", c->name)
+	                                  : tr_xasprintf("trestle-%s-r%ld", c->name, c->replica);
 	struct tr_status will = {.connector = c->name,
 	                         .network = (char *)vt->network,
 	                         .state = TR_STATE_OFFLINE,
@@ -701,14 +710,14 @@ int tr_connector_main(const struct tr_connector *vt, int argc, char **argv)
 	char *will_payload = NULL;
 	if (tr_status_encode(&will, &will_payload) != TR_OK)
 		will_payload = tr_xstrdup("");
-	const char *subs[] = {c->t_out, c->t_channels};
+	const char *subs[] = {c->t_channels, c->t_out};
 	struct tr_bus_opts bo = {.url = mqtt_url,
 	                         .ca_file = mqtt_ca,
 	                         .client_id = client_id,
-	                         .will_topic = c->t_status,
+	                         .will_topic = c->replica == 1 ? c->t_status : NULL,
 	                         .will_payload = will_payload,
 	                         .subs = subs,
-	                         .n_subs = 2,
+	                         .n_subs = c->replica == 1 ? 2 : 1,
 	                         .receive_max = 100,
 	                         .on_msg = conn_on_msg,
 	                         .on_state = conn_on_bus,

@@ -3,7 +3,12 @@
  * that fills in a static const struct tr_connector and calls tr_connector_main(). The core owns
  * MQTT, the environment, status (retained + will), the channels list, delivery dedupe, acks,
  * reconnect with backoff, signals and durable state files. The connector reaches the core only
- * through the tr_conn_* calls below. */
+ * through the tr_conn_* calls below.
+ *
+ * Replicas (TRESTLE_REPLICA=N, where the network allows several connections for one account):
+ * each has its own MQTT session; replica 1 takes the out events and owns the status topic,
+ * the others only publish what their own network connection receives (the router drops an
+ * event seen twice by id). */
 #ifndef TRESTLE_COMMON_CONNECTOR_H
 #define TRESTLE_COMMON_CONNECTOR_H
 

@@ -258,3 +258,33 @@ def test_events_held_at_stop_are_delivered_after_restart(infra):
     finally:
         for fn in s.cleanups:
             fn()
+
+
+@pytest.mark.timeout(60)
+def test_second_replica_adds_inbound_only(core):
+    """TRESTLE_REPLICA=2: its own session; events its network connection sees are published,
+    out events go to replica 1 only (one deliverer keeps each channel in order), and it never
+    speaks for the instance's status: killing it leaves the status online."""
+    s, tn, b, status = core
+    _state(status, s, "online")
+    r2 = TestnetProc(s, name="tn", extra_env={"TRESTLE_REPLICA": "2",
+                                              "TRESTLE_STATE_DIR": str(s.workdir / "tn2")})
+    s.cleanups.append(r2.kill)
+    r2.expect("connect")
+    r2.send({"type": "message", "channel": "chan-1", "msgid": "r2-1", "author": {"id": "carol"},
+             "text": "seen by the second connection"})
+    (out,) = b.expect(1)
+    assert out["msgid"] == "r2-1" and out["connector"] == "tn"
+    sent = [b.send("CB", text=f"to tn {i}")["id"] for i in range(3)]
+    wait_for(lambda: [e["id"] for e in tn.delivered()][-3:] == sent, DEFAULT_TIMEOUT,
+             lambda: f"replica 1 delivers; got {[e['id'] for e in tn.delivered()]}")
+    taken = [e for e in r2.delivered() if e["id"] in sent]
+    assert not taken, "replica 2 must not take out events"
+    r2.p.kill()
+    r2.p.wait(5)
+    # Replica 2 has no will: its death must not mark the instance offline. One more delivery
+    # through the broker after the kill serves as the barrier.
+    last = b.send("CB", text="after the kill")["id"]
+    wait_for(lambda: last in [e["id"] for e in tn.delivered()], DEFAULT_TIMEOUT, "delivery")
+    st = status.latest(s.topic("status", "tn")).json
+    assert st["state"] == "online", st
