@@ -141,6 +141,11 @@ def tree(tmp_path_factory):
 def run_build_steps(work, service):
     rootfs = work / f"rootfs-{service}"
     env = dict(os.environ, SERVICE=service)
+    # As in a docker build: no make of ours around it (the sanitizer run's BUILD=build-asan
+    # would otherwise reach this make through MAKEFLAGS).
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "BUILD", "SANITIZE",
+              "WERROR"):
+        env.pop(k, None)
     for w, a in BUILD:
         if w != "RUN" or "apt-get" in a:
             continue
