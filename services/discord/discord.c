@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 #include "alloc.h"
 #include "backoff.h"
@@ -32,6 +33,13 @@ struct dc_job {
 	char *first_id;
 	char *reply_name, *reply_excerpt;
 	bool thread_tried;
+	/* attachments fetched for upload, one per ev.attachments entry (data NULL: a link) */
+	struct dc_file {
+		char *data, *mime;
+		size_t len;
+	} * files;
+	size_t fetch_i, fetched_bytes, n_uploads;
+	bool fetched;
 };
 
 struct dc_cfg {
@@ -207,6 +215,29 @@ static void dc_cursor(struct discord *m, const char *channel, const char *msgid)
 
 /* ---------------------------------------------------------------- HTTP */
 
+#define DC_USER_AGENT "User-Agent: DiscordBot (https://trestle.coop, 1) trestle"
+
+/* A request with a raw body (may be NULL) of Content-Type ctype. */
+static int dc_request_raw(struct discord *m, const char *method, const char *url, const char *data,
+                          size_t len, const char *ctype, tr_http_done_fn *done, void *arg,
+                          struct tr_http_call **call)
+{
+	char *h_auth = tr_xasprintf("Authorization: Bot %s", m->cfg.token);
+	char *h_type = tr_xasprintf("Content-Type: %s", ctype);
+	const char *headers[3] = {h_auth, h_type, DC_USER_AGENT};
+	struct tr_http_req req = {.method = method,
+	                          .url = url,
+	                          .headers = headers,
+	                          .n_headers = 3,
+	                          .body = data,
+	                          .body_len = data ? len : 0,
+	                          .timeout_ms = 20000};
+	int rc = tr_http_request(m->http, &req, done, arg, call);
+	free(h_auth);
+	free(h_type);
+	return rc;
+}
+
 static int dc_request(struct discord *m, const char *method, const char *url, json_t *body,
                       tr_http_done_fn *done, void *arg, struct tr_http_call **call)
 {
@@ -217,18 +248,8 @@ static int dc_request(struct discord *m, const char *method, const char *url, js
 		if (!data)
 			return TR_E_NOMEM;
 	}
-	char *h_auth = tr_xasprintf("Authorization: Bot %s", m->cfg.token);
-	const char *headers[3] = {h_auth, "Content-Type: application/json",
-	                          "User-Agent: DiscordBot (https://trestle.coop, 1) trestle"};
-	struct tr_http_req req = {.method = method,
-	                          .url = url,
-	                          .headers = headers,
-	                          .n_headers = 3,
-	                          .body = data,
-	                          .body_len = data ? strlen(data) : 0,
-	                          .timeout_ms = 20000};
-	int rc = tr_http_request(m->http, &req, done, arg, call);
-	free(h_auth);
+	int rc = dc_request_raw(m, method, url, data, data ? strlen(data) : 0, "application/json",
+	                        done, arg, call);
 	free(data);
 	return rc;
 }
@@ -739,6 +760,12 @@ static void dc_job_free(struct dc_job *j)
 {
 	if (!j)
 		return;
+	/* Before the event: its cleanup zeroes n_attachments. */
+	for (size_t i = 0; j->files && i < j->ev.n_attachments; i++) {
+		free(j->files[i].data);
+		free(j->files[i].mime);
+	}
+	free(j->files);
 	tr_event_cleanup(&j->ev);
 	tr_format_pieces_free(j->pieces);
 	free(j->first_id);
@@ -773,27 +800,155 @@ static const char *dc_msg_channel(const struct tr_event *ev, const char *msgid)
 }
 
 static void dc_step_done(void *arg, const struct tr_http_resp *r);
+static char *dc_hook_url(struct discord *m, const char *channel, const char *tail,
+                         const char *thread, bool wait);
 
-/* Sends the head job's next request unless its bucket must be waited out first. */
-static void dc_call(struct discord *m, const char *method, const char *route, const char *major,
-                    char *url, json_t *body)
+/* Sends the head job's next request unless its bucket must be waited out first; takes url
+ * and body, or (body NULL) a raw body mp of Content-Type ctype. */
+static void dc_call_raw(struct discord *m, const char *method, const char *route, const char *major,
+                        char *url, json_t *body, struct tr_buf *mp, const char *ctype)
 {
 	int64_t wait = dc_rl_wait(&m->rl, route, major, dc_now(m));
 	if (wait > 0) {
 		tr_debug("rate limit: waiting %lld ms for %s", (long long)wait, route);
 		free(url);
 		json_decref(body);
+		if (mp)
+			tr_buf_cleanup(mp);
 		uv_timer_start(&m->job_timer, dc_job_timer, (uint64_t)wait, 0);
 		return;
 	}
 	snprintf(m->call_route, sizeof(m->call_route), "%s", route);
 	snprintf(m->call_major, sizeof(m->call_major), "%s", major);
-	int rc = dc_request(m, method, url, body, dc_step_done, m, &m->call);
+	int rc;
+	if (mp) {
+		rc = dc_request_raw(m, method, url, mp->data, mp->len, ctype, dc_step_done, m,
+		                    &m->call);
+		tr_buf_cleanup(mp);
+	} else {
+		rc = dc_request(m, method, url, body, dc_step_done, m, &m->call);
+	}
 	free(url);
 	if (rc != TR_OK) {
 		m->call = NULL;
 		dc_finish(m, rc, "request not started");
 	}
+}
+
+static void dc_call(struct discord *m, const char *method, const char *route, const char *major,
+                    char *url, json_t *body)
+{
+	dc_call_raw(m, method, route, major, url, body, NULL, NULL);
+}
+
+static void dc_fetch_done(void *arg, const struct tr_http_resp *r)
+{
+	struct discord *m = arg;
+	m->call = NULL;
+	struct dc_job *j = m->jobs;
+	if (!j || !j->files || j->fetch_i >= j->ev.n_attachments)
+		return;
+	const struct tr_attachment *a = &j->ev.attachments[j->fetch_i];
+	struct dc_file *f = &j->files[j->fetch_i];
+	j->fetch_i++;
+	if (r->err != TR_OK || r->status < 200 || r->status > 299 || r->len == 0 ||
+	    j->fetched_bytes + r->len > DC_UPLOAD_MAX_TOTAL) {
+		tr_info("attachment %s not fetched (%s, HTTP %ld): sent as a link",
+		        a->name ? a->name : "", r->err != TR_OK ? tr_strerror(r->err) : "ok",
+		        r->status);
+		dc_run(m);
+		return;
+	}
+	f->data = tr_xmalloc(r->len);
+	memcpy(f->data, r->body, r->len);
+	f->len = r->len;
+	const char *ct = r->call ? tr_http_header(r->call, "Content-Type") : NULL;
+	if (!a->mime && ct)
+		f->mime = tr_xstrndup(ct, strcspn(ct, "; "));
+	j->fetched_bytes += r->len;
+	j->n_uploads++;
+	dc_run(m);
+}
+
+/* Fetches the head job's next uploadable attachment; marks the job fetched after the last. */
+static void dc_fetch_next(struct discord *m, struct dc_job *j)
+{
+	const struct tr_event *ev = &j->ev;
+	if (!j->files)
+		j->files = tr_xcalloc(ev->n_attachments, sizeof(*j->files));
+	for (; j->fetch_i < ev->n_attachments; j->fetch_i++) {
+		const struct tr_attachment *a = &ev->attachments[j->fetch_i];
+		if (j->n_uploads >= DC_UPLOAD_MAX_FILES || a->size > DC_UPLOAD_MAX_FILE ||
+		    (strncasecmp(a->url, "https://", 8) != 0 &&
+		     strncasecmp(a->url, "http://", 7) != 0))
+			continue;
+		/* No Authorization header: the URL is someone else's. */
+		const char *headers[1] = {DC_USER_AGENT};
+		struct tr_http_req req = {.method = "GET",
+		                          .url = a->url,
+		                          .headers = headers,
+		                          .n_headers = 1,
+		                          .timeout_ms = DC_UPLOAD_TIMEOUT_MS,
+		                          .max_response = DC_UPLOAD_MAX_FILE};
+		if (tr_http_request(m->http, &req, dc_fetch_done, m, &m->call) == TR_OK)
+			return;
+		m->call = NULL;
+	}
+	j->fetched = true;
+	dc_run(m);
+}
+
+/* Executes the webhook with the piece as content and the fetched files as uploads. */
+static void dc_execute_upload(struct discord *m, struct dc_job *j, const char *major,
+                              const char *piece)
+{
+	const struct tr_event *ev = &j->ev;
+	struct dc_upload *up = tr_xcalloc(j->n_uploads, sizeof(*up));
+	char **names = tr_xcalloc(j->n_uploads, sizeof(char *));
+	size_t n = 0;
+	for (size_t i = 0; i < ev->n_attachments && n < j->n_uploads; i++) {
+		if (!j->files[i].data)
+			continue;
+		const struct tr_attachment *a = &ev->attachments[i];
+		names[n] = dc_upload_name(a->name, a->url);
+		up[n] = (struct dc_upload){.name = names[n],
+		                           .mime = a->mime ? a->mime : j->files[i].mime,
+		                           .data = j->files[i].data,
+		                           .len = j->files[i].len};
+		n++;
+	}
+	struct tr_buf mp;
+	tr_buf_init(&mp, DC_UPLOAD_MAX_TOTAL + 64 * 1024);
+	char boundary[48];
+	int rc = TR_E_INVAL;
+	/* A boundary found inside a file is vanishingly unlikely: try another a few times. */
+	for (int tries = 0; tries < 4 && rc == TR_E_INVAL; tries++) {
+		static const char hex[] = "0123456789abcdef";
+		memcpy(boundary, "trestle-", 8);
+		for (size_t i = 0; i < 32; i += 8) {
+			uint32_t r = tr_random();
+			for (size_t k = 0; k < 8; k++)
+				boundary[8 + i + k] = hex[(r >> (4 * k)) & 0xf];
+		}
+		boundary[40] = '\0';
+		tr_buf_reset(&mp);
+		json_t *payload = dc_webhook_body(piece, ev, true);
+		rc = dc_multipart(payload, up, n, boundary, &mp);
+		json_decref(payload);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(up);
+	if (rc != TR_OK) {
+		tr_buf_cleanup(&mp);
+		dc_finish(m, rc, "upload not built");
+		return;
+	}
+	char *ctype = tr_xasprintf("multipart/form-data; boundary=%s", boundary);
+	dc_call_raw(m, "POST", "POST /webhooks/{id}/{token}", major,
+	            dc_hook_url(m, ev->dest.channel, "", ev->dest.thread, true), NULL, &mp, ctype);
+	free(ctype);
 }
 
 static char *dc_hook_url(struct discord *m, const char *channel, const char *tail,
@@ -881,6 +1036,10 @@ static void dc_run(struct discord *m)
 			free(tail);
 			return;
 		}
+		if (ev->type == TR_EV_MESSAGE && ev->n_attachments && !j->fetched) {
+			dc_fetch_next(m, j);
+			return;
+		}
 		if (!j->pieces) {
 			char *jump = NULL;
 			const char *guild = dc_map_get(&m->guild_of, ch);
@@ -888,7 +1047,17 @@ static void dc_run(struct discord *m)
 				jump = tr_xasprintf(
 				    "https://discord.com/channels/%s/%s/%s", guild ? guild : "@me",
 				    dc_msg_channel(ev, ev->dest.reply_to), ev->dest.reply_to);
-			char *content = dc_content(ev, j->reply_name, j->reply_excerpt, jump);
+			/* Only the attachments not uploaded become links. */
+			struct tr_event links = *ev;
+			links.attachments =
+			    tr_xcalloc(ev->n_attachments + 1, sizeof(*links.attachments));
+			links.n_attachments = 0;
+			for (size_t i = 0; i < ev->n_attachments; i++)
+				if (!j->files || !j->files[i].data)
+					links.attachments[links.n_attachments++] =
+					    ev->attachments[i];
+			char *content = dc_content(&links, j->reply_name, j->reply_excerpt, jump);
+			free(links.attachments);
 			free(jump);
 			if (!content) {
 				dc_finish(m, TR_E_INVAL, "text not convertible");
@@ -920,6 +1089,10 @@ static void dc_run(struct discord *m)
 			        dc_hook_url(m, ch, tail, ev->dest.thread, false),
 			        dc_webhook_body(piece, ev, false));
 			free(tail);
+			return;
+		}
+		if (j->n_uploads && j->part + 1 == j->n_pieces) {
+			dc_execute_upload(m, j, major, piece);
 			return;
 		}
 		dc_call(m, "POST", "POST /webhooks/{id}/{token}", major,

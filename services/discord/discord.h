@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "buf.h"
 #include "connector.h"
 #include "event.h"
 #include "http.h"
@@ -22,6 +23,10 @@
 #define DC_APP_CONTENT_LIMITED (1 << 19)
 #define DC_MAX_CONTENT         2000 /* characters of one message */
 #define DC_RL_MAX_BUCKETS      1024
+#define DC_UPLOAD_MAX_FILES    4                  /* files uploaded with one message */
+#define DC_UPLOAD_MAX_FILE     (8 * 1024 * 1024)  /* bytes of one uploaded file */
+#define DC_UPLOAD_MAX_TOTAL    (24 * 1024 * 1024) /* bytes of all files of one message */
+#define DC_UPLOAD_TIMEOUT_MS   10000              /* fetching one file */
 
 extern const struct tr_connector discord_connector;
 
@@ -92,6 +97,21 @@ char *dc_content(const struct tr_event *ev, const char *reply_name, const char *
 /* The JSON body of a webhook execute or edit: content, username/avatar_url (execute only),
  * allowed_mentions {"parse": []}. */
 json_t *dc_webhook_body(const char *content, const struct tr_event *ev, bool execute);
+/* One file to upload with a webhook execute; all borrowed. */
+struct dc_upload {
+	const char *name, *mime; /* sanitised by dc_multipart */
+	const char *data;
+	size_t len;
+};
+/* A multipart/form-data body for a webhook execute: part "payload_json" (payload with an
+ * "attachments" array {id, filename} added) then "files[n]" parts, in out (bounded by its max).
+ * TR_E_INVAL when boundary occurs in a file (pick another), TR_E_TOOBIG when out is full. */
+int dc_multipart(json_t *payload, const struct dc_upload *up, size_t n, const char *boundary,
+                 struct tr_buf *out) TR_MUST_CHECK;
+/* The name of an uploaded file: name, else the URL's last path segment, else "file"; quotes,
+ * backslashes, slashes and control characters replaced by '_', at most 200 bytes. Newly
+ * allocated. */
+char *dc_upload_name(const char *name, const char *url);
 /* The gateway URL to open: base (from /gateway/bot, DISCORD_GATEWAY_URL or
  * resume_gateway_url) with "/?v=10&encoding=json" (or "?v=..." when base has a path). */
 char *dc_gateway_url(const char *base);

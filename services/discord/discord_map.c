@@ -352,6 +352,96 @@ json_t *dc_webhook_body(const char *content, const struct tr_event *ev, bool exe
 	return body;
 }
 
+char *dc_upload_name(const char *name, const char *url)
+{
+	const char *src = name && *name ? name : NULL;
+	size_t n = src ? strlen(src) : 0;
+	if (!src && url) {
+		size_t end = strcspn(url, "?#");
+		size_t start = end;
+		while (start && url[start - 1] != '/')
+			start--;
+		if (end > start && memchr(url, ':', start)) {
+			src = url + start;
+			n = end - start;
+		}
+	}
+	if (!src || !n) {
+		src = "file";
+		n = 4;
+	}
+	if (n > 200) {
+		n = 200;
+		while (n && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--; /* keep whole UTF-8 sequences */
+	}
+	char *s = tr_xstrndup(src, n);
+	for (char *p = s; *p; p++)
+		if (*p == '"' || *p == '\\' || *p == '/' || (unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '_';
+	return s;
+}
+
+/* A MIME type safe in a part header, else application/octet-stream. */
+static const char *dc_mime(const char *mime)
+{
+	if (!mime || !*mime || strlen(mime) > 100 || !strchr(mime, '/'))
+		return "application/octet-stream";
+	for (const char *p = mime; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == '"' || *p == 0x7f)
+			return "application/octet-stream";
+	return mime;
+}
+
+/* memmem is not POSIX. */
+static bool dc_contains(const char *hay, size_t n, const char *needle, size_t k)
+{
+	for (size_t i = 0; k && i + k <= n; i++) {
+		const char *p = memchr(hay + i, needle[0], n - i - k + 1);
+		if (!p)
+			return false;
+		i = (size_t)(p - hay);
+		if (memcmp(p, needle, k) == 0)
+			return true;
+	}
+	return false;
+}
+
+int dc_multipart(json_t *payload, const struct dc_upload *up, size_t n, const char *boundary,
+                 struct tr_buf *out)
+{
+	size_t bl = strlen(boundary);
+	for (size_t i = 0; i < n; i++)
+		if (dc_contains(up[i].data, up[i].len, boundary, bl))
+			return TR_E_INVAL;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(
+		    arr, json_pack("{s:I,s:s}", "id", (json_int_t)i, "filename", up[i].name));
+	json_object_set_new(payload, "attachments", arr);
+	char *js = json_dumps(payload, JSON_COMPACT);
+	if (!js)
+		return TR_E_NOMEM;
+	int rc = tr_buf_printf(out,
+	                       "--%s\r\nContent-Disposition: form-data; name=\"payload_json\"\r\n"
+	                       "Content-Type: application/json\r\n\r\n%s\r\n",
+	                       boundary, js);
+	free(js);
+	for (size_t i = 0; i < n && rc == TR_OK; i++) {
+		rc = tr_buf_printf(out,
+		                   "--%s\r\nContent-Disposition: form-data; name=\"files[%zu]\"; "
+		                   "filename=\"%s\"\r\nContent-Type: %s\r\n\r\n",
+		                   boundary, i, up[i].name, dc_mime(up[i].mime));
+		if (rc == TR_OK)
+			rc = tr_buf_append(out, up[i].data, up[i].len);
+		if (rc == TR_OK)
+			rc = tr_buf_appends(out, "\r\n");
+	}
+	if (rc == TR_OK)
+		rc = tr_buf_printf(out, "--%s--\r\n", boundary);
+	return rc;
+}
+
 char *dc_gateway_url(const char *base)
 {
 	size_t n = strlen(base);

@@ -3,7 +3,11 @@
 # to a harness connector: text both ways with the webhook's name and avatar; edit, delete, reply
 # and reaction both ways; a dropped gateway resumes with nothing lost or doubled; an invalid
 # session forces a fresh identify; a 429 is waited out without reordering; @everyone and
-# <@&role> arrive inert.
+# <@&role> arrive inert; attachments are uploaded when fetchable, else linked.
+
+import http.server
+import threading
+import urllib.request
 
 import pytest
 
@@ -194,3 +198,66 @@ def test_mass_mentions_arrive_inert(world):
     assert "@everyone" not in m["content"] and "<@&" not in m["content"]
     assert "@here" not in m["content"]
     assert m["author"]["username"] != "everyone"
+
+
+FILE_BYTES = bytes(range(256)) * 64 + b"--trestle-\r\n\r\nend"
+
+
+class _FileHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/files/blob.bin":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(FILE_BYTES)))
+        self.end_headers()
+        self.wfile.write(FILE_BYTES)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def file_server():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FileHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+    t.join()
+
+
+@pytest.mark.timeout(90)
+def test_attachments_uploaded_when_fetchable_else_linked(world, file_server):
+    w = world
+    src = file_server + "/files/blob.bin"
+    gone = file_server + "/files/gone.png"
+    w.b.send("CB", text="two files",
+             attachments=[{"url": src, "name": "blob \"1\".bin", "mime": "image/png"},
+                          {"url": gone, "name": "gone.png"}],
+             author={"id": "U-9", "name": "dora"})
+    (m,) = wait_for(lambda: bot_posts(w), DEFAULT_TIMEOUT, "the webhook post")
+    assert m["author"]["username"] == "dora"
+    assert m["content"].startswith("two files\n")
+    assert f"[gone.png](<{gone}>)" in m["content"]
+    assert "blob" not in m["content"]
+    (a,) = m["attachments"]
+    assert a["filename"] == "blob _1_.bin"
+    assert a["content_type"] == "image/png"
+    assert a["size"] == len(FILE_BYTES)
+    with urllib.request.urlopen(a["url"], timeout=10) as r:
+        assert r.read() == FILE_BYTES
+    # Only a file, nothing to link: the upload alone, with no text.
+    ev = w.b.event("CB", attachments=[{"url": src}], author={"id": "U-9", "name": "dora"})
+    del ev["text"]
+    w.b.publish(ev)
+    p = wait_for(lambda: [x for x in bot_posts(w) if x["id"] != m["id"]], DEFAULT_TIMEOUT,
+                 "the second post")[0]
+    assert p["content"] == ""
+    assert [x["filename"] for x in p["attachments"]] == ["blob.bin"]
+    reqs = w.srv.requests()
+    execs = [x for x in reqs["requests"] if x["method"] == "POST" and "/webhooks/" in x["path"]]
+    assert len(execs) == 2 and all(x["status"] == 200 for x in execs)
+    assert reqs["violations"] == []

@@ -195,13 +195,50 @@ static void test_gateway_bits(void **s)
 	assert_int_equal(DC_INTENTS, 34305);
 }
 
+static void test_upload_parts(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *url, *want;
+	} names[] = {
+	    {"cat.png", "https://x/y.png", "cat.png"},
+	    {NULL, "https://x/a/b/photo.jpg?size=2", "photo.jpg"},
+	    {"blob \"1\".bin", NULL, "blob _1_.bin"},
+	    {"../etc\\passwd\r\n", NULL, ".._etc_passwd__"},
+	    {NULL, NULL, "file"},
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char *n = dc_upload_name(names[i].name, names[i].url);
+		assert_string_equal(n, names[i].want);
+		free(n);
+	}
+	json_t *payload = json_pack("{s:s}", "content", "hi");
+	struct dc_upload up = {.name = "a.txt", .mime = "text/plain", .data = "DATA", .len = 4};
+	struct tr_buf out;
+	tr_buf_init(&out, 1 << 16);
+	assert_int_equal(dc_multipart(payload, &up, 1, "B0UND", &out), TR_OK);
+	const char *m = tr_buf_str(&out);
+	assert_non_null(
+	    strstr(m, "--B0UND\r\nContent-Disposition: form-data; name=\"payload_json\""));
+	assert_non_null(strstr(m, "\"attachments\":[{\"id\":0,\"filename\":\"a.txt\"}]"));
+	assert_non_null(
+	    strstr(m, "name=\"files[0]\"; filename=\"a.txt\"\r\nContent-Type: text/plain"));
+	assert_non_null(strstr(m, "\r\n\r\nDATA\r\n--B0UND--"));
+	/* A boundary that occurs inside a file must be refused, so the caller picks another. */
+	struct dc_upload bad = {.name = "b", .mime = "x/y", .data = "--B0UND", .len = 7};
+	tr_buf_reset(&out);
+	assert_int_equal(dc_multipart(payload, &bad, 1, "B0UND", &out), TR_E_INVAL);
+	tr_buf_cleanup(&out);
+	json_decref(payload);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_render),        cmocka_unit_test(test_role_mention_inert),
 	    cmocka_unit_test(test_to_commonmark), cmocka_unit_test(test_map_message),
 	    cmocka_unit_test(test_username),      cmocka_unit_test(test_rate_limit),
-	    cmocka_unit_test(test_gateway_bits),
+	    cmocka_unit_test(test_gateway_bits),  cmocka_unit_test(test_upload_parts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
