@@ -370,6 +370,24 @@ void tr_http_free(struct tr_http *h)
 	uv_close((uv_handle_t *)&h->timer, tr_http_timer_closed);
 }
 
+int tr_http_status_err(long status)
+{
+	switch (status) {
+	case 401:
+		return TR_E_AUTH;
+	case 403:
+		return TR_E_FORBIDDEN;
+	case 404:
+		return TR_E_NOTFOUND;
+	case 413:
+		return TR_E_TOOBIG;
+	case 429:
+		return TR_E_RATELIMIT;
+	default:
+		return status >= 500 ? TR_E_IO : TR_E_PROTO;
+	}
+}
+
 char *tr_http_escape(const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";

@@ -53,6 +53,10 @@ void tr_http_free(struct tr_http *h);
 /* Requests in flight. */
 unsigned tr_http_active(const struct tr_http *h);
 
+/* The enum tr_err for an HTTP error status: 401 TR_E_AUTH, 403 TR_E_FORBIDDEN, 404
+ * TR_E_NOTFOUND, 413 TR_E_TOOBIG, 429 TR_E_RATELIMIT, other 5xx TR_E_IO, else TR_E_PROTO. */
+int tr_http_status_err(long status);
+
 /* Percent-encodes s for a URL path segment or query value; newly allocated. */
 char *tr_http_escape(const char *s);
 

@@ -1127,22 +1127,6 @@ static void dc_posted(struct discord *m, const char *id)
 	dc_map_set(&m->posted, id, "1");
 }
 
-static int dc_status_err(long status)
-{
-	switch (status) {
-	case 401:
-		return TR_E_AUTH;
-	case 403:
-		return TR_E_FORBIDDEN;
-	case 404:
-		return TR_E_NOTFOUND;
-	case 413:
-		return TR_E_TOOBIG;
-	default:
-		return status >= 500 ? TR_E_IO : TR_E_PROTO;
-	}
-}
-
 static void dc_step_ok(struct discord *m, struct dc_job *j, const struct tr_http_resp *r)
 {
 	const struct tr_event *ev = &j->ev;
@@ -1296,7 +1280,7 @@ static void dc_step_done(void *arg, const struct tr_http_resp *r)
 	}
 	char detail[96];
 	snprintf(detail, sizeof(detail), "HTTP %ld, Discord code %d", r->status, code);
-	dc_finish(m, dc_status_err(r->status), detail);
+	dc_finish(m, tr_http_status_err(r->status), detail);
 }
 
 static int discord_deliver(struct tr_conn *c, const struct tr_event *ev)

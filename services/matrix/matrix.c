@@ -277,24 +277,6 @@ static uint64_t mx_retry_ms(const struct tr_http_resp *r)
 	return v > MX_RETRY_MAX_MS ? MX_RETRY_MAX_MS : v;
 }
 
-static int mx_status_err(long status)
-{
-	switch (status) {
-	case 401:
-		return TR_E_AUTH;
-	case 403:
-		return TR_E_FORBIDDEN;
-	case 404:
-		return TR_E_NOTFOUND;
-	case 413:
-		return TR_E_TOOBIG;
-	case 429:
-		return TR_E_RATELIMIT;
-	default:
-		return status >= 500 ? TR_E_IO : TR_E_PROTO;
-	}
-}
-
 /* ---------------------------------------------------------------- the delivery queue */
 
 static void mx_job_free(struct matrix_job *j)
@@ -701,7 +683,7 @@ static void mx_step_done(void *arg, const struct tr_http_resp *r)
 		return;
 	}
 	bool ok = r->err == TR_OK && r->status == 200;
-	int err = r->err != TR_OK ? r->err : mx_status_err(r->status);
+	int err = r->err != TR_OK ? r->err : tr_http_status_err(r->status);
 	enum mx_step s = j->step;
 	j->tries = 0;
 	switch (s) {
@@ -1341,7 +1323,7 @@ static void mx_whoami_done(void *arg, const struct tr_http_resp *r)
 	m->sync_call = NULL;
 	if (r->err != TR_OK || r->status != 200) {
 		char code[64];
-		int err = r->err != TR_OK ? r->err : mx_status_err(r->status);
+		int err = r->err != TR_OK ? r->err : tr_http_status_err(r->status);
 		tr_conn_lost(m->c, err == TR_E_FORBIDDEN ? TR_E_AUTH : err,
 		             r->err != TR_OK ? "homeserver unreachable"
 		                             : mx_errcode(r, code, sizeof(code)));

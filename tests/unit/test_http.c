@@ -242,6 +242,19 @@ static void test_refused_and_cancel(void **state)
 	assert_int_equal(r.done, 0);
 }
 
+static void test_status_err(void **state)
+{
+	(void)state;
+	static const struct {
+		long status;
+		int err;
+	} cases[] = {{401, TR_E_AUTH},   {403, TR_E_FORBIDDEN}, {404, TR_E_NOTFOUND},
+	             {413, TR_E_TOOBIG}, {429, TR_E_RATELIMIT}, {500, TR_E_IO},
+	             {503, TR_E_IO},     {400, TR_E_PROTO},     {409, TR_E_PROTO}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(tr_http_status_err(cases[i].status), cases[i].err);
+}
+
 static void test_escape(void **state)
 {
 	(void)state;
@@ -255,6 +268,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_requests),
 	    cmocka_unit_test(test_refused_and_cancel),
+	    cmocka_unit_test(test_status_err),
 	    cmocka_unit_test(test_escape),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
