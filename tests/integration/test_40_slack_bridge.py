@@ -257,3 +257,18 @@ def test_attachments_uploaded_when_fetchable_else_linked(bridge):
     assert base64.b64decode(stored["data_b64"]) == b"file /static/cat.txt\n" * 8
     assert [c["method"] for c in bridge.slack.calls() if c["method"].startswith("files.")] == \
         ["files.getUploadURLExternal", "files.completeUploadExternal"]
+
+
+@pytest.mark.timeout(90)
+def test_topic_change_and_channel_join_bridged_out(bridge):
+    """A topic set in Slack arrives as a topic event with the new topic; a member joining the
+    channel arrives as a join event with who joined."""
+    bridge.human("conversations.setTopic", channel="C0GENERAL", topic="Agenda: the *AGM*")
+    ev = bridge.out(lambda e: e.get("type") == "topic")
+    assert ev["channel"] == "C0GENERAL" and ev["author"]["id"] == "U0ALICE"
+    assert "Agenda" in ev["text"] and "AGM" in ev["text"]
+    bridge.slack.node(
+        "const c = new slack.WebClient('xoxp-test-carol', {slackApiUrl: api});\n"
+        "console.log(JSON.stringify(await c.conversations.join({channel: 'C0GENERAL'})));")
+    ev = bridge.out(lambda e: e.get("type") == "join")
+    assert ev["channel"] == "C0GENERAL" and ev["author"]["id"] == "U0CAROL"

@@ -39,6 +39,7 @@ const tokens = new Map([
   ['xoxb-test-noscope', { type: 'bot', user: BOT_USER, scopes: ['channels:read', 'users:read'] }],
   ['xoxp-test-alice', { type: 'user', user: 'U0ALICE', scopes: USER_SCOPES }],
   ['xoxp-test-bob', { type: 'user', user: 'U0BOB', scopes: USER_SCOPES }],
+  ['xoxp-test-carol', { type: 'user', user: 'U0CAROL', scopes: USER_SCOPES }],
 ]);
 
 const users = new Map();
@@ -60,6 +61,7 @@ function addUser(id, name, real, display, isBot = false) {
 }
 addUser('U0ALICE', 'alice', 'Alice Smith', 'alice.s');
 addUser('U0BOB', 'bob', 'Bob Jones', '');
+addUser('U0CAROL', 'carol', 'Carol King', ''); // in no channel at first
 addUser(BOT_USER, 'trestle', 'Trestle', 'Trestle', true);
 
 const channels = new Map(); // id -> channel
