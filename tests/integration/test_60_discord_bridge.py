@@ -261,3 +261,33 @@ def test_attachments_uploaded_when_fetchable_else_linked(world, file_server):
     execs = [x for x in reqs["requests"] if x["method"] == "POST" and "/webhooks/" in x["path"]]
     assert len(execs) == 2 and all(x["status"] == 200 for x in execs)
     assert reqs["violations"] == []
+
+
+@pytest.mark.timeout(90)
+def test_threads_both_ways(world):
+    """A message in a Discord thread arrives with thread = the thread (its starter message's
+    id), mapped to the other side's copy of the starter; a bridged thread reply lands in the
+    Discord thread of the bridged starter (the connector starts the thread when there is
+    none yet)."""
+    w = world
+    # Discord -> bus
+    m = w.alice.post(GENERAL, "thread starter")
+    o = w.b.expect_one()
+    w.b.ack(o, "b-starter")
+    w.alice.thread(GENERAL, m["id"], "discussion")
+    t = w.alice.post(m["id"], "inside the thread")
+    o = w.b.expect_one()
+    assert o["msgid"] == t["id"], o
+    assert o["channel"] == GENERAL and o["thread"] == m["id"]
+    assert o["dest"]["thread"] == "b-starter"
+    w.b.ack(o, "b-in-thread")
+    # bus -> Discord
+    src = w.b.send("CB", text="a starter from b", author={"id": "U-2", "name": "bob"})
+    (p,) = wait_for(lambda: [x for x in bot_posts(w) if x["content"] == "a starter from b"],
+                    DEFAULT_TIMEOUT, "the bridged starter")
+    w.b.send("CB", text="answer in the thread", thread=src["msgid"],
+             author={"id": "U-3", "name": "carol"})
+    got = wait_for(lambda: [x for x in w.srv.history(p["id"])
+                            if x["content"] == "answer in the thread"],
+                   DEFAULT_TIMEOUT, "the reply inside the Discord thread of the starter")
+    assert got[0]["channel_id"] == p["id"] and got[0].get("webhook_id")
