@@ -128,6 +128,18 @@ static void test_map_message(void **s)
 		}
 		json_decref(j);
 	}
+	/* Stickers cross as their names (the issue: "stickers as names"). */
+	json_t *j =
+	    json_loads("{\"id\":\"20\",\"channel_id\":\"5\",\"type\":0,\"content\":"
+	               "\"look\",\"sticker_items\":[{\"id\":\"7\",\"name\":\"Wave\","
+	               "\"format_type\":1}],\"author\":{\"id\":\"2\",\"username\":\"alice\"}}",
+	               0, NULL);
+	struct tr_event ev;
+	assert_int_equal(dc_map_message(j, false, &ctx, &ev), TR_OK);
+	assert_non_null(strstr(ev.text, "look"));
+	assert_non_null(strstr(ev.text, "[sticker: Wave]"));
+	tr_event_cleanup(&ev);
+	json_decref(j);
 }
 
 static void test_username(void **s)
