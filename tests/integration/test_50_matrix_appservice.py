@@ -326,6 +326,10 @@ def test_appservice_api_auth_ping_and_queries(world):
     with pytest.raises(MatrixError) as e:
         http("GET", base + "/users/%40nobody%3Atest.local", token=w.reg["hs_token"])
     assert e.value.status == 404
+    # Room queries: the bridge creates no rooms by alias (rooms come from the rooms file).
+    with pytest.raises(MatrixError) as e:
+        http("GET", base + "/rooms/%23anything%3Atest.local", token=w.reg["hs_token"])
+    assert e.value.status == 404
     from_b(w, text="make a puppet")
     matrix_events(w, by_body("make a puppet"))
     assert http("GET", base + "/users/" + PUPPET.replace("@", "%40").replace(":", "%3A"),
